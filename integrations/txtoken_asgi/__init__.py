@@ -1,0 +1,1 @@
+"""txtoken integration for asgi (placeholder until its issue lands)."""

@@ -1,0 +1,1 @@
+"""txtoken integration for grpc (placeholder until its issue lands)."""

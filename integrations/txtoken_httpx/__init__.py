@@ -1,0 +1,1 @@
+"""txtoken integration for httpx (placeholder until its issue lands)."""

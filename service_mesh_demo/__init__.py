@@ -1,0 +1,1 @@
+"""The demo service mesh (placeholder until its issue lands)."""

@@ -1,0 +1,115 @@
+"""The Txn-Token claim set (draft-ietf-oauth-transaction-tokens §9) and the protocol constants."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from txtoken.errors import LegacyClaims
+
+__all__ = [
+    "CLIENT_ASSERTION_TYPE_JWT_BEARER",
+    "GRANT_TYPE_TOKEN_EXCHANGE",
+    "GRPC_METADATA_KEY",
+    "HTTP_HEADER",
+    "LEGACY_CLAIM_NAMES",
+    "REQUIRED_CLAIMS",
+    "TOKEN_TYPE_ACCESS_TOKEN",
+    "TOKEN_TYPE_ID_TOKEN",
+    "TOKEN_TYPE_JWT",
+    "TOKEN_TYPE_REFRESH_TOKEN",
+    "TOKEN_TYPE_SELF_SIGNED",
+    "TOKEN_TYPE_TXN_TOKEN",
+    "TOKEN_TYPE_UNSIGNED_JSON",
+    "TXN_TOKEN_TYP",
+    "TxnTokenClaims",
+    "map_legacy_claims",
+    "validation_summary",
+]
+
+#: JOSE ``typ`` header of a Txn-Token (§9.1); media type ``application/txntoken+jwt``.
+TXN_TOKEN_TYP = "txntoken+jwt"
+#: The HTTP request header that carries exactly one Txn-Token (§12.1).
+HTTP_HEADER = "Txn-Token"
+#: The gRPC metadata key (the draft defines no gRPC binding; keys are lowercase ASCII).
+GRPC_METADATA_KEY = "txn-token"
+
+GRANT_TYPE_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+CLIENT_ASSERTION_TYPE_JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+TOKEN_TYPE_TXN_TOKEN = "urn:ietf:params:oauth:token-type:txn_token"
+TOKEN_TYPE_SELF_SIGNED = "urn:ietf:params:oauth:token-type:self_signed"
+TOKEN_TYPE_UNSIGNED_JSON = "urn:ietf:params:oauth:token-type:unsigned_json"
+TOKEN_TYPE_ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
+TOKEN_TYPE_ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
+TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
+TOKEN_TYPE_REFRESH_TOKEN = "urn:ietf:params:oauth:token-type:refresh_token"
+
+REQUIRED_CLAIMS = ("iat", "aud", "exp", "txn", "sub", "scope", "req_wl")
+
+#: Claim names of earlier drafts and the current names they map to (§9.2, doc history).
+LEGACY_CLAIM_NAMES = {"purp": "scope", "azd": "tctx", "req_ctx": "rctx"}
+
+NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
+
+
+class TxnTokenClaims(BaseModel):
+    """The claims of a Txn-Token (§9.2).
+
+    Required: ``iat``, ``aud``, ``exp``, ``txn``, ``sub``, ``scope``, ``req_wl``; recommended ``tctx`` and ``rctx``
+    (JSON objects); optional ``iss``. Unknown claims are kept (``model_extra``). Types are strict: NumericDates are
+    integers, ``aud`` is the one trust domain as a string.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow", strict=True)
+
+    iat: StrictInt
+    exp: StrictInt
+    aud: NonEmptyStr
+    txn: NonEmptyStr
+    sub: NonEmptyStr
+    scope: NonEmptyStr
+    req_wl: NonEmptyStr
+    tctx: dict[str, Any] | None = None
+    rctx: dict[str, Any] | None = None
+    iss: NonEmptyStr | None = None
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The space-separated ``scope`` claim as a set."""
+        return frozenset(self.scope.split())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The claims as a JSON-ready dict, without unset optional claims."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def map_legacy_claims(claims: Mapping[str, Any], *, allow: bool) -> Mapping[str, Any]:
+    """Map claim names of older drafts to the current ones, or refuse them.
+
+    Without ``allow`` any legacy name is refused (:class:`LegacyClaims`). With ``allow``, ``purp`` → ``scope``,
+    ``azd`` → ``tctx``, ``req_ctx`` → ``rctx``, and ``rctx.req_wl`` → ``req_wl``; a current name wins over a legacy
+    one when both are present.
+    """
+    present = [name for name in LEGACY_CLAIM_NAMES if name in claims]
+    if not allow:
+        if present:
+            raise LegacyClaims(f"claims of an older draft are not accepted: {', '.join(sorted(present))}")
+        return claims
+    if not present and "req_wl" in claims:
+        return claims
+    mapped = dict(claims)
+    for old, new in LEGACY_CLAIM_NAMES.items():
+        if old in mapped:
+            value = mapped.pop(old)
+            mapped.setdefault(new, value)
+    rctx = mapped.get("rctx")
+    if "req_wl" not in mapped and isinstance(rctx, dict) and isinstance(rctx.get("req_wl"), str):
+        mapped["req_wl"] = rctx["req_wl"]
+    return mapped
+
+
+def validation_summary(exc: ValidationError) -> str:
+    """Where each validation error is and its kind, without the offending input (which may be a secret)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['type']}" for e in exc.errors(include_input=False))

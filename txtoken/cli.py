@@ -1,0 +1,192 @@
+"""The ``txtoken`` command: keygen, mint, verify, and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from txtoken.errors import ConfigurationError, TxTokenError
+from txtoken.keys import ALGORITHMS, KeySet
+from txtoken.keysource import JwksFileKeySource, KeySource, RemoteJwksKeySource
+from txtoken.mint import TxnTokenMinter
+from txtoken.verify import DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, TxnTokenVerifier
+
+__all__ = ["main"]
+
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+Command = Callable[[argparse.Namespace], int]
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ConfigurationError(f"{what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{what} must be a JSON object")
+    return value
+
+
+def _write(path: str, text: str, *, private: bool) -> None:
+    if path == "-":
+        sys.stdout.write(text + "\n")
+        return
+    target = Path(path)
+    target.write_text(text + "\n", encoding="utf-8")
+    if private:
+        target.chmod(0o600)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    keys = KeySet.generate(args.alg)
+    if args.out == "-":
+        _write("-", json.dumps(keys.to_private_jwks(), indent=2), private=True)
+    else:
+        keys.save(args.out)
+    if args.public_out:
+        _write(args.public_out, json.dumps(keys.public_jwks(), indent=2), private=False)
+    print(f"kid {keys.active.kid} ({keys.active.alg})", file=sys.stderr)
+    return 0
+
+
+def _mint(args: argparse.Namespace) -> int:
+    fields: dict[str, Any] = (
+        _json_object(Path(args.claims).read_text(encoding="utf-8"), args.claims) if args.claims else {}
+    )
+    for name in ("sub", "scope", "req_wl", "txn"):
+        if getattr(args, name) is not None:
+            fields[name] = getattr(args, name)
+    for name in ("tctx", "rctx"):
+        if getattr(args, name) is not None:
+            fields[name] = _json_object(getattr(args, name), f"--{name}")
+    known = {"sub", "scope", "req_wl", "txn", "tctx", "rctx"}
+    missing = [name for name in ("sub", "scope", "req_wl") if name not in fields]
+    if missing:
+        raise ConfigurationError(f"missing claims: {', '.join(missing)} (flags or --claims file)")
+    minter = TxnTokenMinter(
+        KeySet.load(args.keys),
+        trust_domain=args.trust_domain,
+        issuer=args.issuer,
+        lifetime=args.lifetime,
+        max_lifetime=max(args.lifetime, DEFAULT_MAX_LIFETIME),
+    )
+    extra = {k: v for k, v in fields.items() if k not in known | {"iat", "exp", "aud", "iss"}}
+    print(minter.mint(**{k: v for k, v in fields.items() if k in known}, extra=extra))
+    return 0
+
+
+def _key_source(where: str) -> KeySource:
+    if where.startswith(("https://", "http://")):
+        url = httpx.URL(where)
+        return RemoteJwksKeySource(where, allow_http=url.host in _LOOPBACK_HOSTS, max_stale=0.0, ttl=0.0)
+    return JwksFileKeySource(where)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    token = sys.stdin.read().strip() if args.token == "-" else args.token
+    verifier = TxnTokenVerifier(
+        _key_source(args.jwks),
+        trust_domain=args.trust_domain,
+        leeway=args.leeway,
+        max_lifetime=args.max_lifetime,
+        legacy_claims=args.legacy_claims,
+        cache_size=0,
+    )
+    verified = verifier.verify(token)
+    print(json.dumps(verified.claims.to_dict(), indent=2, sort_keys=True))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """A round trip until the service mesh demo lands: generate keys, mint, verify, refuse a tampered token."""
+    with tempfile.TemporaryDirectory(prefix="txtoken-demo-") as tmp:
+        keys_path, jwks_path = Path(tmp, "keys.json"), Path(tmp, "jwks.json")
+        keys = KeySet.generate()
+        keys.save(keys_path)
+        jwks_path.write_text(json.dumps(keys.public_jwks()), encoding="utf-8")
+        print(f"1. keygen: ES256 key {keys.active.kid}, public JWKS in {jwks_path.name}")
+        minter = TxnTokenMinter(keys, trust_domain="demo.example")
+        token = minter.mint(
+            sub="user-42",
+            scope="trade.stocks",
+            req_wl="spiffe://demo.example/gateway",
+            tctx={"action": "BUY", "ticker": "MSFT", "quantity": 100},
+            rctx={"req_ip": "192.0.2.7", "authn": "pwd"},
+        )
+        print(f"2. mint: a Txn-Token of {len(token)} bytes (typ txntoken+jwt, aud demo.example)")
+        verifier = TxnTokenVerifier(JwksFileKeySource(jwks_path), trust_domain="demo.example")
+        claims = verifier.verify(token).claims
+        print(f"3. verify: txn {claims.txn} sub {claims.sub} scope {claims.scope!r} tctx {claims.tctx}")
+        head, payload, signature = token.split(".")
+        tampered = f"{head}.{payload[:-4]}AAAA.{signature}"
+        for label, candidate, other in (
+            ("tampered payload", tampered, verifier),
+            ("another trust domain", token, TxnTokenVerifier(JwksFileKeySource(jwks_path), trust_domain="other")),
+        ):
+            try:
+                other.verify(candidate)
+            except TxTokenError as exc:
+                print(f"4. refused ({label}): {exc.code}")
+            else:
+                print(f"4. NOT refused ({label})")
+                return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="txtoken", description="OAuth Transaction Tokens: keys, minting, checks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    keygen = sub.add_parser("keygen", help="generate a signing key set (a private JWKS file)")
+    keygen.add_argument("--alg", choices=ALGORITHMS, default="ES256")
+    keygen.add_argument("--out", default="-", help="key set file (default: standard output)")
+    keygen.add_argument("--public-out", help="also write the public JWKS here")
+    keygen.set_defaults(run=_keygen)
+
+    mint = sub.add_parser("mint", help="sign a Txn-Token (development and tests)")
+    mint.add_argument("--keys", required=True, help="key set file, JWK or PEM private key")
+    mint.add_argument("--trust-domain", required=True)
+    mint.add_argument("--claims", help="JSON file with sub, scope, req_wl, tctx, rctx, txn and extra claims")
+    mint.add_argument("--sub")
+    mint.add_argument("--scope")
+    mint.add_argument("--req-wl", dest="req_wl")
+    mint.add_argument("--txn")
+    mint.add_argument("--tctx", help="JSON object")
+    mint.add_argument("--rctx", help="JSON object")
+    mint.add_argument("--issuer")
+    mint.add_argument("--lifetime", type=int, default=DEFAULT_MAX_LIFETIME, help="seconds")
+    mint.set_defaults(run=_mint)
+
+    verify = sub.add_parser("verify", help="verify a Txn-Token and print its claims")
+    verify.add_argument("token", help="the token, or - to read it from standard input")
+    verify.add_argument("--jwks", required=True, help="JWKS file or URL")
+    verify.add_argument("--trust-domain", required=True)
+    verify.add_argument("--leeway", type=int, default=DEFAULT_LEEWAY)
+    verify.add_argument("--max-lifetime", type=int, default=DEFAULT_MAX_LIFETIME)
+    verify.add_argument("--legacy-claims", action="store_true", help="accept claim names of older drafts")
+    verify.set_defaults(run=_verify)
+
+    demo = sub.add_parser("demo", help="run the demo")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``txtoken`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    run: Command = args.run
+    try:
+        return run(args)
+    except TxTokenError as exc:
+        print(f"txtoken {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"txtoken {args.command}: io_error: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 1

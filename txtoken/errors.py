@@ -1,0 +1,279 @@
+"""One exception tree for txtoken.
+
+Every error has a stable machine ``code``, the HTTP status and gRPC status name an integration answers with, and,
+where it applies, the OAuth 2.0 error name (RFC 6749 §5.2) the Txn-Token Service answers with. Messages never
+contain a token.
+
+::
+
+    TxTokenError                          500  INTERNAL
+    ├── ConfigurationError                500  INTERNAL
+    ├── TokenRejected                     401  UNAUTHENTICATED   invalid_request
+    │   ├── TokenMissing, TokenDuplicated, TokenTooLarge, TokenMalformed
+    │   ├── AlgorithmNotAllowed, TypMismatch, UnknownKey, SignatureInvalid
+    │   ├── AudienceMismatch, TokenExpired, TokenNotYetValid, LifetimeTooLong
+    │   └── ClaimInvalid, LegacyClaims
+    ├── AccessDenied                      403  PERMISSION_DENIED
+    │   ├── InsufficientScope
+    │   └── BindingMismatch
+    ├── NoTransaction                     500  INTERNAL          (no current Txn-Token where one is needed)
+    ├── KeysUnavailable                   503  UNAVAILABLE
+    ├── CredentialUnavailable             503  UNAVAILABLE
+    └── TokenServiceError                 the TTS's OAuth error, see ``oauth_error_class``
+        ├── InvalidRequest, InvalidClient, InvalidScope, InvalidTarget
+        ├── UnauthorizedClient, UnsupportedGrantType
+        └── TokenServiceUnavailable       503  UNAVAILABLE
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AccessDenied",
+    "AlgorithmNotAllowed",
+    "AudienceMismatch",
+    "BindingMismatch",
+    "ClaimInvalid",
+    "ConfigurationError",
+    "CredentialUnavailable",
+    "InsufficientScope",
+    "InvalidClient",
+    "InvalidRequest",
+    "InvalidScope",
+    "InvalidTarget",
+    "KeysUnavailable",
+    "LegacyClaims",
+    "LifetimeTooLong",
+    "NoTransaction",
+    "SignatureInvalid",
+    "TokenDuplicated",
+    "TokenExpired",
+    "TokenMalformed",
+    "TokenMissing",
+    "TokenNotYetValid",
+    "TokenRejected",
+    "TokenServiceError",
+    "TokenServiceUnavailable",
+    "TokenTooLarge",
+    "TxTokenError",
+    "TypMismatch",
+    "UnauthorizedClient",
+    "UnknownKey",
+    "UnsupportedGrantType",
+    "oauth_error_class",
+]
+
+
+class TxTokenError(Exception):
+    """Root of every txtoken error."""
+
+    code: ClassVar[str] = "txtoken_error"
+    http_status: ClassVar[int] = 500
+    grpc_status: ClassVar[str] = "INTERNAL"
+    oauth_error: ClassVar[str | None] = None
+
+    def __init__(self, message: str = "") -> None:
+        self.message = message or self.code.replace("_", " ")
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class ConfigurationError(TxTokenError):
+    """txtoken was configured in a way that cannot work (bad key, bad option)."""
+
+    code = "configuration_error"
+
+
+# --- the presented token is not acceptable (401 / UNAUTHENTICATED) -------------------------------------------------
+
+
+class TokenRejected(TxTokenError):
+    """The presented Txn-Token is missing or not valid."""
+
+    code = "token_invalid"
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+    oauth_error = "invalid_request"
+
+
+class TokenMissing(TokenRejected):
+    code = "token_missing"
+
+
+class TokenDuplicated(TokenRejected):
+    """More than one Txn-Token was presented (§12.1: exactly one)."""
+
+    code = "token_duplicated"
+
+
+class TokenTooLarge(TokenRejected):
+    code = "token_too_large"
+
+
+class TokenMalformed(TokenRejected):
+    """Not a compact JWS, bad base64url or JSON, duplicate JSON members, or a bad header."""
+
+    code = "token_malformed"
+
+
+class AlgorithmNotAllowed(TokenRejected):
+    code = "alg_not_allowed"
+
+
+class TypMismatch(TokenRejected):
+    code = "typ_invalid"
+
+
+class UnknownKey(TokenRejected):
+    code = "kid_unknown"
+
+
+class SignatureInvalid(TokenRejected):
+    code = "signature_invalid"
+
+
+class AudienceMismatch(TokenRejected):
+    code = "aud_invalid"
+
+
+class TokenExpired(TokenRejected):
+    code = "token_expired"
+
+
+class TokenNotYetValid(TokenRejected):
+    code = "token_not_yet_valid"
+
+
+class LifetimeTooLong(TokenRejected):
+    code = "lifetime_too_long"
+
+
+class ClaimInvalid(TokenRejected):
+    """A required claim is missing or a claim has the wrong type."""
+
+    code = "claim_invalid"
+
+
+class LegacyClaims(TokenRejected):
+    """Claim names of an older draft, refused unless the compatibility switch is on."""
+
+    code = "legacy_claims"
+
+
+# --- the token is valid but this hop refuses it (403 / PERMISSION_DENIED) --------------------------------------------
+
+
+class AccessDenied(TxTokenError):
+    code = "access_denied"
+    http_status = 403
+    grpc_status = "PERMISSION_DENIED"
+    oauth_error = "unauthorized_client"
+
+
+class InsufficientScope(AccessDenied):
+    code = "insufficient_scope"
+
+
+class BindingMismatch(AccessDenied):
+    """A value of the request differs from the value the Txn-Token carries."""
+
+    code = "binding_mismatch"
+
+
+class NoTransaction(TxTokenError):
+    """Code that needs the current Txn-Token ran outside a transaction."""
+
+    code = "no_transaction"
+
+
+# --- something txtoken depends on is down (503 / UNAVAILABLE) ---------------------------------------------------------
+
+
+class KeysUnavailable(TxTokenError):
+    code = "keys_unavailable"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    oauth_error = "temporarily_unavailable"
+
+
+class CredentialUnavailable(TxTokenError):
+    """The workload's own credential cannot be had (missing variable, file, socket, endpoint)."""
+
+    code = "credential_unavailable"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+
+
+# --- errors of the Txn-Token Service, by OAuth error code ---------------------------------------------------------
+
+
+class TokenServiceError(TxTokenError):
+    """The TTS refused a request; ``code`` is its OAuth error code."""
+
+    code = "token_service_error"
+    http_status = 400
+    grpc_status = "FAILED_PRECONDITION"
+    oauth_error = "invalid_request"
+
+
+class InvalidRequest(TokenServiceError):
+    code = "invalid_request"
+    oauth_error = "invalid_request"
+
+
+class InvalidClient(TokenServiceError):
+    code = "invalid_client"
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+    oauth_error = "invalid_client"
+
+
+class InvalidScope(TokenServiceError):
+    code = "invalid_scope"
+    grpc_status = "PERMISSION_DENIED"
+    oauth_error = "invalid_scope"
+
+
+class InvalidTarget(TokenServiceError):
+    code = "invalid_target"
+    oauth_error = "invalid_target"
+
+
+class UnauthorizedClient(TokenServiceError):
+    code = "unauthorized_client"
+    grpc_status = "PERMISSION_DENIED"
+    oauth_error = "unauthorized_client"
+
+
+class UnsupportedGrantType(TokenServiceError):
+    code = "unsupported_grant_type"
+    oauth_error = "unsupported_grant_type"
+
+
+class TokenServiceUnavailable(TokenServiceError):
+    code = "temporarily_unavailable"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    oauth_error = "temporarily_unavailable"
+
+
+_OAUTH_ERRORS: dict[str, type[TokenServiceError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidRequest,
+        InvalidClient,
+        InvalidScope,
+        InvalidTarget,
+        UnauthorizedClient,
+        UnsupportedGrantType,
+        TokenServiceUnavailable,
+    )
+}
+
+
+def oauth_error_class(error: str) -> type[TokenServiceError]:
+    """The error class for an OAuth ``error`` code returned by a TTS (``TokenServiceError`` if unknown)."""
+    return _OAUTH_ERRORS.get(error, TokenServiceError)

@@ -1,0 +1,157 @@
+"""Compact JWS: parse, check the header, verify the signature, decode the payload.
+
+Every JWT txtoken accepts (Txn-Tokens, and in the token service subject tokens and client assertions) goes through
+these two steps, :func:`parse_jws` then :func:`verify_jws`, with the caller's own ``typ`` and claim rules.
+
+This deliberately does not call ``jwt.decode``: verification runs at every hop, and PyJWT's decode spends about as
+long on parsing, option handling and re-validation as on the signature itself (``benchmarks/verify.py`` measures
+both on the same token). The cryptography is still the ``cryptography`` package's; what is written here is the
+compact serialization (RFC 7515 §7.1), with stricter parsing than PyJWT: canonical base64url without padding, JSON
+without duplicate members (RFC 7515 §4, RFC 8725 §3.12 parser differentials) and no ``NaN``/``Infinity``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from txtoken.errors import AlgorithmNotAllowed, SignatureInvalid, TokenMalformed, TokenTooLarge
+from txtoken.keys import VerificationKey
+
+__all__ = [
+    "DEFAULT_MAX_TOKEN_SIZE",
+    "CompactJws",
+    "JwsHeader",
+    "b64url_decode",
+    "parse_jws",
+    "typ_matches",
+    "verify_jws",
+]
+
+DEFAULT_MAX_TOKEN_SIZE = 8192
+
+_TO_STANDARD_ALPHABET = str.maketrans("-_", "+/")
+_HEADER_CACHE_SIZE = 256
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise TokenMalformed("duplicate JSON member")
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise TokenMalformed(f"{name} is not JSON")
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_unique_members, parse_constant=_reject_constant)
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Decode unpadded base64url (RFC 7515 §2); anything else is :class:`TokenMalformed`."""
+    if "=" in segment or "+" in segment or "/" in segment:
+        raise TokenMalformed("not base64url")
+    try:
+        return base64.b64decode(segment.translate(_TO_STANDARD_ALPHABET) + "=" * (-len(segment) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise TokenMalformed("not base64url") from None
+
+
+def _json_object(segment: str, what: str) -> dict[str, Any]:
+    try:
+        value = _JSON.decode(b64url_decode(segment).decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise TokenMalformed(f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise TokenMalformed(f"{what} is not a JSON object")
+    return value
+
+
+def typ_matches(typ: object, expected: str) -> bool:
+    """RFC 7515 §4.1.9: media types compare case-insensitively and ``application/`` may be omitted."""
+    if not isinstance(typ, str):
+        return False
+    value = typ.lower()
+    if value.startswith("application/"):
+        value = value[len("application/") :]
+    return value == expected.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class JwsHeader:
+    """The JOSE header fields txtoken uses. Key-carrying headers (``jku``, ``x5u``, ``jwk``, ``x5c``) are ignored."""
+
+    alg: str
+    kid: str
+    typ: str | None
+    members: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CompactJws:
+    """A parsed, not yet verified, compact JWS."""
+
+    header: JwsHeader
+    signing_input: bytes
+    payload: str
+    signature: str
+
+
+_header_cache: dict[str, JwsHeader] = {}
+
+
+def _parse_header(segment: str) -> JwsHeader:
+    header = _header_cache.get(segment)
+    if header is not None:
+        return header
+    members = _json_object(segment, "header")
+    alg = members.get("alg")
+    if not isinstance(alg, str):
+        raise TokenMalformed("header has no 'alg'")
+    kid = members.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise TokenMalformed("header has no 'kid'")
+    if "crit" in members:
+        # No extension is understood here, so a critical one must be refused (RFC 7515 §4.1.11).
+        raise TokenMalformed("header has a 'crit' extension")
+    if members.get("b64", True) is not True:
+        raise TokenMalformed("unencoded payloads are not accepted")
+    typ = members.get("typ")
+    header = JwsHeader(alg, kid, typ if isinstance(typ, str) else None, members)
+    # Valid headers repeat (one per key); caching them saves a base64 + JSON parse per token.
+    if len(_header_cache) >= _HEADER_CACHE_SIZE:
+        _header_cache.clear()
+    _header_cache[segment] = header
+    return header
+
+
+def parse_jws(token: str, *, algorithms: frozenset[str], max_size: int = DEFAULT_MAX_TOKEN_SIZE) -> CompactJws:
+    """Split a compact JWS and check its header: size, shape, ``alg`` in ``algorithms``, a ``kid``, no ``crit``."""
+    if len(token) > max_size:
+        raise TokenTooLarge(f"token longer than {max_size} bytes")
+    if not token.isascii():
+        raise TokenMalformed("token is not ASCII")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenMalformed("not a compact JWS (three dot-separated parts)")
+    header_segment, payload, signature = parts
+    if not signature:
+        raise SignatureInvalid("signature missing")
+    header = _parse_header(header_segment)
+    if header.alg not in algorithms:
+        raise AlgorithmNotAllowed(f"algorithm {header.alg!r} is not allowed")
+    return CompactJws(header, f"{header_segment}.{payload}".encode("ascii"), payload, signature)
+
+
+def verify_jws(jws: CompactJws, key: VerificationKey) -> dict[str, Any]:
+    """Verify the signature with ``key`` (whose algorithm must be the header's) and return the JSON payload."""
+    if not key.accepts(jws.header.alg):
+        raise AlgorithmNotAllowed(f"key {key.kid!r} is bound to {key.alg}, not {jws.header.alg}")
+    if not key.verify(jws.signing_input, b64url_decode(jws.signature)):
+        raise SignatureInvalid("signature does not verify")
+    return _json_object(jws.payload, "payload")

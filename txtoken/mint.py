@@ -1,0 +1,105 @@
+"""Signing: Txn-Tokens (by the TTS) and other JWTs txtoken issues (client assertions, test tokens)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jwt import PyJWS
+from jwt.algorithms import OKPAlgorithm
+from pydantic import ValidationError
+
+from txtoken.claims import TXN_TOKEN_TYP, TxnTokenClaims, validation_summary
+from txtoken.errors import ConfigurationError
+from txtoken.keys import KeySet, SigningKey
+from txtoken.verify import DEFAULT_MAX_LIFETIME
+
+__all__ = ["TxnTokenMinter", "encode_jws"]
+
+# A private PyJWS instance, so that registering the RFC 9864 name "Ed25519" changes no global state.
+_JWS = PyJWS()
+_JWS.register_algorithm("Ed25519", OKPAlgorithm())
+
+
+def encode_jws(
+    payload: Mapping[str, Any], key: SigningKey, *, typ: str, headers: Mapping[str, Any] | None = None
+) -> str:
+    """Sign ``payload`` as a compact JWS with ``key``; the header carries ``alg``, ``kid`` and ``typ``."""
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _JWS.encode(
+        body, key.private_key, algorithm=key.alg, headers={**(headers or {}), "typ": typ, "kid": key.kid}
+    )
+
+
+class TxnTokenMinter:
+    """Signs Txn-Tokens with the active key of a key set; every token's lifetime is capped at ``max_lifetime``."""
+
+    def __init__(
+        self,
+        keys: KeySet,
+        *,
+        trust_domain: str,
+        issuer: str | None = None,
+        lifetime: int = DEFAULT_MAX_LIFETIME,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 0 < lifetime <= max_lifetime:
+            raise ConfigurationError(f"lifetime must be between 1 and {max_lifetime} seconds")
+        self.keys = keys
+        self.trust_domain = trust_domain
+        self.issuer = issuer
+        self.lifetime = lifetime
+        self.max_lifetime = max_lifetime
+        self._clock = clock
+
+    def claims(
+        self,
+        *,
+        sub: str,
+        scope: str,
+        req_wl: str,
+        tctx: Mapping[str, Any] | None = None,
+        rctx: Mapping[str, Any] | None = None,
+        txn: str | None = None,
+        lifetime: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> TxnTokenClaims:
+        """A validated claim set issued now: ``txn`` is a new UUID unless given, ``exp`` is ``iat + lifetime``."""
+        iat = int(self._clock())
+        data: dict[str, Any] = {**(extra or {})}
+        data.update(
+            iat=iat,
+            exp=iat + (self.lifetime if lifetime is None else lifetime),
+            aud=self.trust_domain,
+            txn=txn or str(uuid.uuid4()),
+            sub=sub,
+            scope=scope,
+            req_wl=req_wl,
+        )
+        if tctx is not None:
+            data["tctx"] = dict(tctx)
+        if rctx is not None:
+            data["rctx"] = dict(rctx)
+        if self.issuer is not None:
+            data["iss"] = self.issuer
+        try:
+            return TxnTokenClaims.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid Txn-Token claims: {validation_summary(exc)}") from None
+
+    def sign(self, claims: TxnTokenClaims) -> str:
+        """Sign a complete claim set; refuses one whose lifetime exceeds the cap or whose ``aud`` is foreign."""
+        lifetime = claims.exp - claims.iat
+        if not 0 < lifetime <= self.max_lifetime:
+            raise ConfigurationError(f"Txn-Token lifetime must be between 1 and {self.max_lifetime} seconds")
+        if claims.aud != self.trust_domain:
+            raise ConfigurationError("aud must be this minter's trust domain")
+        return encode_jws(claims.to_dict(), self.keys.active, typ=TXN_TOKEN_TYP)
+
+    def mint(self, **kwargs: Any) -> str:
+        """``sign(claims(**kwargs))``: a new Txn-Token."""
+        return self.sign(self.claims(**kwargs))
