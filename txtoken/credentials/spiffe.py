@@ -115,14 +115,31 @@ class SpiffeJwtSource:
                     f"no SPIFFE Workload API socket: set {SPIFFE_ENDPOINT_SOCKET} (for example "
                     "unix:///run/spire/sockets/agent.sock) or pass socket="
                 )
+            self._check_socket(self.socket)
             try:
                 self._client = WorkloadApiClient(self.socket, default_timeout=self._timeout)
             except ArgumentError as exc:
                 raise CredentialUnavailable(
-                    f"the SPIFFE Workload API socket {self.socket} cannot be used: {exc} "
-                    "(is the SPIFFE agent running and its socket mounted into this container?)"
+                    f"the SPIFFE Workload API socket {self.socket} cannot be used: {exc}"
                 ) from None
             return self._client
+
+    @staticmethod
+    def _check_socket(address: str) -> None:
+        if address.startswith("unix:"):
+            path = "/" + address.removeprefix("unix:").lstrip("/")
+        elif address.startswith("/"):
+            path = address
+        else:
+            raise CredentialUnavailable(
+                f"the SPIFFE Workload API address {address} is not supported: py-spiffe connects to unix sockets "
+                "only (unix:///path/to/agent.sock)"
+            )
+        if not os.path.exists(path):
+            raise CredentialUnavailable(
+                f"the SPIFFE Workload API socket {path} does not exist: is the SPIFFE agent running and its socket "
+                "mounted into this container?"
+            )
 
     def _fetch(self, audience: str) -> Credential:
         from spiffe.errors import PySpiffeError
