@@ -8,7 +8,6 @@ ID token in a variable it names.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -16,7 +15,8 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
-from txtoken.credentials._cache import DEFAULT_REFRESH_MARGIN, CredentialCache
+from txtoken.credentials._audience import AudienceSource
+from txtoken.credentials._cache import DEFAULT_REFRESH_MARGIN
 from txtoken.credentials._http import http_get
 from txtoken.credentials._jwt import jwt_credential
 from txtoken.credentials.base import Credential
@@ -35,7 +35,7 @@ GITHUB_REQUEST_TOKEN_VARIABLE = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"
 _GITHUB_HINT = "run inside a GitHub Actions job whose workflow grants `permissions: id-token: write`"
 
 
-class GitHubActionsOidcSource:
+class GitHubActionsOidcSource(AudienceSource):
     """GitHub Actions OIDC ID tokens for ``audience`` (or the audience given to :meth:`get`), cached per audience.
 
     The request URL must be https unless ``allow_http`` is set (tests): the request token is a bearer secret.
@@ -53,35 +53,15 @@ class GitHubActionsOidcSource:
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not audience:
-            raise ConfigurationError("the GitHub Actions OIDC source needs an audience (the TTS identifier)")
+        super().__init__(audience, refresh_margin=refresh_margin, clock=clock)
         if not timeout > 0:
             raise ConfigurationError("timeout must be more than zero seconds")
-        self.audience = audience
         self._environ = os.environ if environ is None else environ
         self._timeout = timeout
         self._allow_http = allow_http
-        self._clock = clock
-        self._cache: CredentialCache[str] = CredentialCache(refresh_margin=refresh_margin, clock=clock)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.audience!r})"
-
-    def get(self, audience: str | None = None) -> Credential:
-        """The ID token for ``audience`` (default: the configured one)."""
-        aud = self._audience(audience)
-        return self._cache.get(aud, functools.partial(self._fetch, aud))
-
-    async def aget(self, audience: str | None = None) -> Credential:
-        aud = self._audience(audience)
-        return await self._cache.aget(aud, functools.partial(self._fetch, aud))
-
-    def _audience(self, audience: str | None) -> str:
-        if audience is None:
-            return self.audience
-        if not audience:
-            raise ConfigurationError("the requested audience is empty")
-        return audience
 
     def _variable(self, name: str) -> str:
         value = self._environ.get(name, "").strip()

@@ -9,14 +9,14 @@ since the service is local and a workload off the cloud should fail fast.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Callable, Mapping
 
 import httpx
 
-from txtoken.credentials._cache import DEFAULT_REFRESH_MARGIN, CredentialCache
+from txtoken.credentials._audience import AudienceSource
+from txtoken.credentials._cache import DEFAULT_REFRESH_MARGIN
 from txtoken.credentials._http import http_get
 from txtoken.credentials._jwt import jwt_credential
 from txtoken.credentials.base import Credential
@@ -30,7 +30,7 @@ AZURE_IMDS_TOKEN_URL = "http://169.254.169.254/metadata/identity/oauth2/token"
 _AZURE_API_VERSION = "2018-02-01"
 
 
-class MetadataIdentitySource:
+class MetadataIdentitySource(AudienceSource):
     """Identity tokens for ``audience`` (or the audience given to :meth:`get`) from an instance-metadata endpoint.
 
     - ``headers``: sent with every request (the provider's anti-SSRF header).
@@ -55,14 +55,12 @@ class MetadataIdentitySource:
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not audience:
-            raise ConfigurationError("the metadata identity source needs an audience (the TTS identifier)")
+        super().__init__(audience, refresh_margin=refresh_margin, clock=clock)
         parsed = httpx.URL(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ConfigurationError("the metadata endpoint must be an http or https URL")
         if not timeout > 0:
             raise ConfigurationError("timeout must be more than zero seconds")
-        self.audience = audience
         self.url = url
         self._headers = dict(headers)
         self._audience_param = audience_param
@@ -70,9 +68,7 @@ class MetadataIdentitySource:
         self._token_field = token_field
         self._response_headers = dict(response_headers)
         self._timeout = timeout
-        self._clock = clock
         self._endpoint = f"the metadata service at {parsed.copy_with(query=None)}"
-        self._cache: CredentialCache[str] = CredentialCache(refresh_margin=refresh_margin, clock=clock)
 
     @classmethod
     def azure(
@@ -107,22 +103,6 @@ class MetadataIdentitySource:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.audience!r}, url={self.url!r})"
-
-    def get(self, audience: str | None = None) -> Credential:
-        """The identity token for ``audience`` (default: the configured one)."""
-        aud = self._audience(audience)
-        return self._cache.get(aud, functools.partial(self._fetch, aud))
-
-    async def aget(self, audience: str | None = None) -> Credential:
-        aud = self._audience(audience)
-        return await self._cache.aget(aud, functools.partial(self._fetch, aud))
-
-    def _audience(self, audience: str | None) -> str:
-        if audience is None:
-            return self.audience
-        if not audience:
-            raise ConfigurationError("the requested audience is empty")
-        return audience
 
     def _fetch(self, audience: str) -> Credential:
         answer = http_get(

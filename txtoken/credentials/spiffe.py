@@ -8,7 +8,6 @@ every Workload API call in a worker thread when called from async code. The sock
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
@@ -16,7 +15,8 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from txtoken.credentials._cache import DEFAULT_REFRESH_MARGIN, CredentialCache
+from txtoken.credentials._audience import AudienceSource
+from txtoken.credentials._cache import DEFAULT_REFRESH_MARGIN
 from txtoken.credentials._jwt import jwt_credential
 from txtoken.credentials.base import Credential
 from txtoken.errors import ConfigurationError, CredentialUnavailable
@@ -39,7 +39,7 @@ def _import_py_spiffe() -> None:
         ) from exc
 
 
-class SpiffeJwtSource:
+class SpiffeJwtSource(AudienceSource):
     """JWT-SVIDs for ``audience`` (or the audience given to :meth:`get`) from the SPIFFE Workload API.
 
     ``socket`` is the Workload API address (``unix:///path/to/agent.sock``); by default the value of
@@ -58,29 +58,16 @@ class SpiffeJwtSource:
         clock: Callable[[], float] = time.time,
     ) -> None:
         _import_py_spiffe()
-        if not audience:
-            raise ConfigurationError("the SPIFFE JWT-SVID source needs an audience (the TTS identifier)")
+        super().__init__(audience, refresh_margin=refresh_margin, clock=clock)
         if not timeout > 0:
             raise ConfigurationError("timeout must be more than zero seconds")
-        self.audience = audience
         self.socket = socket or (os.environ if environ is None else environ).get(SPIFFE_ENDPOINT_SOCKET) or None
         self._timeout = timeout
-        self._clock = clock
-        self._cache: CredentialCache[str] = CredentialCache(refresh_margin=refresh_margin, clock=clock)
         self._client: WorkloadApiClient | None = None
         self._client_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.audience!r}, socket={self.socket!r})"
-
-    def get(self, audience: str | None = None) -> Credential:
-        """A JWT-SVID for ``audience`` (default: the configured one)."""
-        aud = self._audience(audience)
-        return self._cache.get(aud, functools.partial(self._fetch, aud))
-
-    async def aget(self, audience: str | None = None) -> Credential:
-        aud = self._audience(audience)
-        return await self._cache.aget(aud, functools.partial(self._fetch, aud))
 
     def close(self) -> None:
         with self._client_lock:
@@ -95,13 +82,6 @@ class SpiffeJwtSource:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-    def _audience(self, audience: str | None) -> str:
-        if audience is None:
-            return self.audience
-        if not audience:
-            raise ConfigurationError("the requested audience is empty")
-        return audience
 
     def _connect(self) -> WorkloadApiClient:
         from spiffe import WorkloadApiClient
