@@ -35,6 +35,9 @@ __all__ = [
 DEFAULT_MAX_TOKEN_SIZE = 8192
 
 _TO_STANDARD_ALPHABET = str.maketrans("-_", "+/")
+# The last character of an unpadded segment of length 4k+2 (4k+3) carries 4 (2) unused bits, which must be zero:
+# otherwise several strings decode to the same bytes, and one signed token has many spellings.
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 _HEADER_CACHE_SIZE = 256
 
 
@@ -56,6 +59,9 @@ def b64url_decode(segment: str) -> bytes:
     """Decode unpadded base64url (RFC 7515 §2); anything else is :class:`TokenMalformed`."""
     if "=" in segment or "+" in segment or "/" in segment:
         raise TokenMalformed("not base64url")
+    last = _CANONICAL_LAST.get(len(segment) % 4)
+    if last is not None and segment[-1] not in last:
+        raise TokenMalformed("not canonical base64url")
     try:
         return base64.b64decode(segment.translate(_TO_STANDARD_ALPHABET) + "=" * (-len(segment) % 4), validate=True)
     except (binascii.Error, ValueError):
