@@ -37,6 +37,9 @@ __all__ = [
 DEFAULT_MAX_TOKEN_SIZE = 8192
 
 _TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
+# The last character of an unpadded segment of length 4k+2 (4k+3) carries 4 (2) unused bits, which must be zero:
+# otherwise several strings decode to the same bytes, and one signed token has many spellings.
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 _HEADER_CACHE_SIZE = 256
 
 
@@ -56,6 +59,9 @@ _JSON = json.JSONDecoder(object_pairs_hook=_unique_members, parse_constant=_reje
 
 def b64url_decode(segment: str) -> bytes:
     """Decode unpadded base64url (RFC 7515 §2); anything else is :class:`TokenMalformed`."""
+    last = _CANONICAL_LAST.get(len(segment) % 4)
+    if last is not None and segment[-1] not in last:
+        raise TokenMalformed("not canonical base64url")
     try:
         encoded = segment.encode("ascii")
         # One pass: map to the standard alphabet and drop '+', '/' and '=', which base64url must not contain.
