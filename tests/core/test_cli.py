@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,7 +244,15 @@ def _expired(keys: KeySet) -> str:
     return sign(header(keys.active), payload, keys.active)
 
 
-def _failure_case(name: str, keys: Keys, tok: str, tmp_path: Path) -> tuple[list[str], str | None, str]:
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that is bound but not listening: connections to it are refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def _failure_case(name: str, keys: Keys, tok: str, tmp_path: Path, port: int) -> tuple[list[str], str | None, str]:
     """(arguments, stdin, expected code) for one way of failing."""
     jwks = str(keys.jwks)
     head, payload, signature = tok.split(".")
@@ -255,7 +264,11 @@ def _failure_case(name: str, keys: Keys, tok: str, tmp_path: Path) -> tuple[list
         "garbage-stdin": (["-", "--jwks", jwks, "--trust-domain", TD], "not a token at all\n", "token_malformed"),
         "unknown-kid": ([tok, "--jwks", str(stranger), "--trust-domain", TD], None, "kid_unknown"),
         "missing-jwks": ([tok, "--jwks", str(tmp_path / "nope.json"), "--trust-domain", TD], None, "keys_unavailable"),
-        "endpoint-down": ([tok, "--jwks", "http://127.0.0.1:9/jwks", "--trust-domain", TD], None, "keys_unavailable"),
+        "endpoint-down": (
+            [tok, "--jwks", f"http://127.0.0.1:{port}/jwks", "--trust-domain", TD],
+            None,
+            "keys_unavailable",
+        ),
         "oversized": (["-", "--jwks", jwks, "--trust-domain", TD], "A" * 10_000, "token_too_large"),
         "expired": ([_expired(keys.key_set()), "--jwks", jwks, "--trust-domain", TD], None, "token_expired"),
         "alg-none": ([f"{b64url(b'{}')}.{payload}.", "--jwks", jwks, "--trust-domain", TD], None, _SIG),
@@ -278,9 +291,9 @@ def _failure_case(name: str, keys: Keys, tok: str, tmp_path: Path) -> tuple[list
     ],
 )
 def test_verify_failure_is_one_line_with_the_code_and_no_claims(
-    cli_keys: Keys, minted: str, tmp_path: Path, case: str
+    cli_keys: Keys, minted: str, tmp_path: Path, closed_port: int, case: str
 ) -> None:
-    args, stdin, code = _failure_case(case, cli_keys, minted, tmp_path)
+    args, stdin, code = _failure_case(case, cli_keys, minted, tmp_path, closed_port)
     done = txtoken("verify", *args, stdin=stdin)
     _one_line_failure(done, code, tok=args[0] if args[0] != "-" else None)
     assert done.stderr.startswith("txtoken verify: ")
