@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from txtoken import KeySet, SigningKey, TxnTokenMinter, VerificationKey, load_jwks
+from txtoken import KeySet, SigningKey, TxnTokenMinter, TxnTokenVerifier, VerificationKey, load_jwks
 from txtoken.errors import ConfigurationError, UnknownKey
 from txtoken.keys import key_index, thumbprint
 
@@ -351,3 +351,16 @@ def test_jwks_export_never_contains_private_members(
     for key in (active, previous):
         for secret in _private_values(key):
             assert secret not in repr(key)
+
+
+def test_verifier_built_on_a_key_set_stops_accepting_a_retired_key() -> None:
+    clock = FakeClock(NOW)
+    old = KeySet.generate()
+    token = TxnTokenMinter(old, trust_domain="td.example", clock=clock).mint(sub="u", scope="s", req_wl="w")
+    rotated = old.rotate(SigningKey.generate(), overlap=60, now=NOW)
+    verifier = TxnTokenVerifier(rotated, trust_domain="td.example", clock=clock, cache_size=0)
+    assert verifier.verify(token).kid == old.active.kid  # during the overlap
+    clock.advance(60)
+    with pytest.raises(UnknownKey) as excinfo:
+        verifier.verify(token)
+    assert excinfo.value.code == "kid_unknown"

@@ -102,3 +102,16 @@ def test_verifier_configuration_is_checked(es256: SigningKey, options: dict[str,
     raises_exactly(
         ConfigurationError, "configuration_error", lambda: TxnTokenVerifier([es256.verification_key], **kwargs)
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [({"purp": "trade"}, "purp"), ({"azd": {"a": 1}}, "azd"), ({"req_ctx": {}}, "req_ctx"), ({"nbf": "1"}, "nbf")],
+)
+def test_minter_refuses_claims_its_verifier_would_refuse(es256: SigningKey, extra: dict[str, Any], reason: str) -> None:
+    error = raises_exactly(
+        ConfigurationError,
+        "configuration_error",
+        lambda: _minter(es256).mint(sub="u", scope="s", req_wl="w", extra=extra),
+    )
+    assert reason in error.message
