@@ -245,10 +245,12 @@ class RemoteJwksKeySource:
             self._inflight = None
 
 
-def key_source(keys: KeySource | KeySet | Iterable[VerificationKey]) -> KeySource:
-    """Accept a key source, a key set (its published keys) or plain verification keys."""
+def key_source(
+    keys: KeySource | KeySet | Iterable[VerificationKey], *, clock: Callable[[], float] = time.time
+) -> KeySource:
+    """Accept a key source, a key set (its published keys, retired on ``clock``) or plain verification keys."""
     if isinstance(keys, KeySource):
         return keys
     if isinstance(keys, KeySet):
-        return StaticKeySource.from_key_set(keys)
+        return StaticKeySource.from_key_set(keys, clock=clock)
     return StaticKeySource(keys)
