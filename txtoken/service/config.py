@@ -274,11 +274,12 @@ class ServiceSettings(_Sources):
         prefixes: dict[str, str] = {}
         for name, issuer in self.issuers.items():
             if "subject" in issuer.effective_roles:
-                other = prefixes.setdefault(issuer.subject_prefix, name)
-                if other != name:
+                # One issuer may be configured twice (JWT and introspection); distinct issuers need distinct prefixes.
+                other = prefixes.setdefault(issuer.subject_prefix, issuer.issuer)
+                if other != issuer.issuer:
                     raise ValueError(
-                        f"issuers {other!r} and {name!r} share subject_prefix {issuer.subject_prefix!r}: "
-                        "sub must be unique within the trust domain"
+                        f"issuers.{name}.subject_prefix: {issuer.subject_prefix!r} is already used by issuer "
+                        f"{other!r}; sub must be unique within the trust domain"
                     )
         for i, workload in enumerate(self.workloads):
             where = f"workloads.{i}"
