@@ -415,27 +415,36 @@ class Tts:
 StartTts = Callable[..., Tts]
 
 
+def _build(
+    platform: Platform, keys: WorkloadKeys, key_dir: Path, change: Callable[[dict[str, Any]], None] | None
+) -> tuple[ServiceSettings, TokenService]:
+    if not (key_dir / "keys.json").exists():
+        KeySet.generate().save(key_dir / "keys.json")
+    data = settings_data(platform, keys, key_dir)
+    if change is not None:
+        change(data)
+    settings = load_settings(None, **data)
+    return settings, TokenService.build(settings)
+
+
 @pytest.fixture
 def start_tts(
     serve: Callable[..., RunningServer], platform: Platform, workload_keys: WorkloadKeys, tmp_path: Path
 ) -> StartTts:
-    """Start a TTS; ``change(data)`` may edit the configuration first. Keys are created in ``tmp_path/keys``."""
+    """Start a TTS of its own; ``change(data)`` may edit the configuration first. Keys go in ``tmp_path/keys``."""
 
     def start(change: Callable[[dict[str, Any]], None] | None = None, key_dir: Path | None = None) -> Tts:
-        directory = key_dir or tmp_path / "keys"
-        if not (directory / "keys.json").exists():
-            KeySet.generate().save(directory / "keys.json")
-        data = settings_data(platform, workload_keys, directory)
-        if change is not None:
-            change(data)
-        settings = load_settings(None, **data)
-        service = TokenService.build(settings)
+        settings, service = _build(platform, workload_keys, key_dir or tmp_path / "keys", change)
         server = serve(create_app(service), proxy_headers=False)
         return Tts(server.url, settings, service, platform, workload_keys)
 
     return start
 
 
-@pytest.fixture
-def tts(start_tts: StartTts) -> Tts:
-    return start_tts()
+@pytest.fixture(scope="session")
+def tts(platform: Platform, workload_keys: WorkloadKeys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tts]:
+    """The TTS most tests share (its configuration is never changed)."""
+    settings, service = _build(platform, workload_keys, tmp_path_factory.mktemp("tts") / "keys", None)
+    server = RunningServer(create_app(service), proxy_headers=False).start()
+    yield Tts(server.url, settings, service, platform, workload_keys)
+    server.stop()

@@ -78,7 +78,9 @@ _NOT_IN_PROFILE = ("resource", "actor_token", "actor_token_type")
 def parse_form(body: bytes) -> TokenExchangeForm:
     """Parse an ``application/x-www-form-urlencoded`` body; a repeated parameter is refused (RFC 6749 §3.2)."""
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True, max_num_fields=64)
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=True, max_num_fields=64, errors="strict"
+        )
     except ValueError:
         raise InvalidRequest("the body is not a valid form") from None
     values: dict[str, str] = {}
