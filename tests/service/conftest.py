@@ -448,3 +448,16 @@ def tts(platform: Platform, workload_keys: WorkloadKeys, tmp_path_factory: pytes
     server = RunningServer(create_app(service), proxy_headers=False).start()
     yield Tts(server.url, settings, service, platform, workload_keys)
     server.stop()
+
+
+def tamper(token: str, **changes: Any) -> str:
+    """``token`` with claims changed and the original signature kept (so the signature no longer verifies)."""
+    import json
+
+    from txtoken.jws import b64url_decode
+
+    header, payload, signature = token.split(".")
+    claims = json.loads(b64url_decode(payload))
+    claims.update(changes)
+    raw = json.dumps(claims, separators=(",", ":")).encode()
+    return f"{header}.{base64.urlsafe_b64encode(raw).rstrip(b'=').decode()}.{signature}"
