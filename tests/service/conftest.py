@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -101,11 +102,10 @@ class Platform:
         claims.update(changes)
         return self.sign("oidc", {k: v for k, v in claims.items() if v is not None}, key=key)
 
-    def k8s_token(
-        self, *, namespace: str = "shop", account: str = "orders", aud: Any = IDENTIFIER, **changes: Any
-    ) -> str:
+    def k8s_token(self, *, namespace: str = "shop", account: str = "orders", **changes: Any) -> str:
         """A projected service-account token (spec digest §5.3 shape)."""
         now = int(time.time())
+        aud = changes.pop("aud", IDENTIFIER)
         claims: dict[str, Any] = {
             "aud": [aud] if isinstance(aud, str) else aud,
             "exp": now + changes.pop("exp_in", 600),
@@ -126,10 +126,15 @@ class Platform:
         claims.update(changes)
         return self.sign("k8s", {k: v for k, v in claims.items() if v is not None}, key=key)
 
-    def svid(self, *, spiffe_id: str = BATCH, aud: str = IDENTIFIER, exp_in: int = 300, **changes: Any) -> str:
+    def svid(self, *, spiffe_id: str = BATCH, aud: str | None = IDENTIFIER, exp_in: int = 300, **changes: Any) -> str:
         """A JWT-SVID (spec digest §5.3 shape: sub, aud, exp, iat; no iss)."""
         now = int(time.time())
-        claims: dict[str, Any] = {"aud": [aud], "exp": now + exp_in, "iat": now, "sub": spiffe_id}
+        claims: dict[str, Any] = {
+            "aud": None if aud is None else [aud],
+            "exp": now + exp_in,
+            "iat": now,
+            "sub": spiffe_id,
+        }
         key = changes.pop("key", None)
         claims.update(changes)
         return self.sign("spiffe", {k: v for k, v in claims.items() if v is not None}, key=key)
@@ -400,6 +405,28 @@ class Tts:
         base.update(params)
         return {k: v for k, v in base.items() if v is not None}
 
+    def issue(self, **params: Any) -> str:
+        """A Txn-Token for the gateway (``params`` change the request)."""
+        response = self.post(self.form(**params))
+        assert response.status_code == 200, response.text
+        token: str = response.json()["access_token"]
+        return token
+
+    def replace_form(self, txn_token: str, client_assertion: str | None, **params: Any) -> dict[str, str]:
+        """A replacement request for ``txn_token`` (scope defaults to the token's)."""
+        from txtoken.jws import b64url_decode
+
+        claims = json.loads(b64url_decode(txn_token.split(".")[1]))
+        return self.form(
+            subject_token=txn_token,
+            subject_token_type=TOKEN_TYPE_TXN_TOKEN,
+            audience=params.pop("audience", claims["aud"]),
+            scope=params.pop("scope", claims["scope"]),
+            client_assertion=client_assertion,
+            client_assertion_type=CLIENT_ASSERTION_TYPE_JWT_BEARER if client_assertion else None,
+            **params,
+        )
+
     def post(self, form: dict[str, str], **kwargs: Any) -> httpx.Response:
         return httpx.post(self.token_endpoint, data=form, **kwargs)
 
@@ -452,8 +479,6 @@ def tts(platform: Platform, workload_keys: WorkloadKeys, tmp_path_factory: pytes
 
 def tamper(token: str, **changes: Any) -> str:
     """``token`` with claims changed and the original signature kept (so the signature no longer verifies)."""
-    import json
-
     from txtoken.jws import b64url_decode
 
     header, payload, signature = token.split(".")

@@ -288,7 +288,7 @@ GITHUB_FORGERIES: dict[str, Callable[[Tts], str]] = {
     ),
     "wrong audience": lambda t: t.platform.github_token(aud="https://github.com/octo-org"),
     "expired": lambda t: t.platform.github_token(exp_in=-1),
-    "bad signature": lambda t: tamper(t.platform.github_token(), ref="refs/heads/other"),
+    "bad signature": lambda t: tamper(t.platform.github_token(), run_id="other"),
     "missing repository": lambda t: t.platform.github_token(repository=None),
     "sub of another repository": lambda t: t.platform.github_token(sub="repo:evil/repo:ref:refs/heads/main"),
 }
