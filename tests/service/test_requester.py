@@ -83,6 +83,7 @@ def test_kubernetes_service_account_authenticates_orders(tts: Tts) -> None:
     assert tts.verifier().verify(response.json()["access_token"]).req_wl == ORDERS
 
 
+_WITHOUT_K8S_CLAIM: dict[str, Any] = {"kubernetes.io": None}
 K8S_FORGERIES: dict[str, Callable[[Tts], str]] = {
     "another namespace": lambda t: t.platform.k8s_token(namespace="other"),
     "another service account": lambda t: t.platform.k8s_token(account="payments"),
@@ -90,7 +91,7 @@ K8S_FORGERIES: dict[str, Callable[[Tts], str]] = {
     "expired": lambda t: t.platform.k8s_token(exp_in=-1),
     "bad signature": lambda t: tamper(t.platform.k8s_token(), jti="replayed"),
     "sub disagrees with kubernetes.io": lambda t: t.platform.k8s_token(sub="system:serviceaccount:shop:admin"),
-    "missing kubernetes.io": lambda t: t.platform.k8s_token(**{"kubernetes.io": None}),
+    "missing kubernetes.io": lambda t: t.platform.k8s_token(**_WITHOUT_K8S_CLAIM),
     "signed by an unknown key": lambda t: t.platform.k8s_token(key=t.keys.rogue),
     "unknown issuer": lambda t: t.platform.k8s_token(iss="https://other-cluster.example"),
 }
