@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import platform
 import subprocess
@@ -63,7 +64,7 @@ def serve(config: Path, port: int) -> None:
     # The audit lines are written, as `txtoken serve` writes them (here to a file beside the configuration).
     audit = logging.FileHandler(config.parent / "audit.log")
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[audit])
-    app = create_app(load_settings(config))
+    app = create_app(load_settings(config), freeze_gc=True)  # as `txtoken serve` does
     app.router.routes.insert(0, Route("/bare", bare, methods=["POST"]))
     uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False, proxy_headers=False)
 
@@ -319,6 +320,10 @@ def _check_token(url: str, setup_body: bytes) -> int:
 
 async def measure(port: int, body: bytes, args: argparse.Namespace) -> dict[str, Result]:
     token_request, bare_request = http_request("/token", body), http_request("/bare", body)
+    # The load generator is not what is measured: keep its own garbage collector from pausing it mid-run.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     results: dict[str, Result] = {}
     for name, request in (("bare", bare_request), ("token", token_request)):
         await closed_loop(port, request, concurrency=args.concurrency, count=args.warmup, seconds=args.seconds)

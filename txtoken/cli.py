@@ -171,7 +171,12 @@ def _serve(args: argparse.Namespace) -> int:
         log.info("%s", describe(settings, active.kid, active.alg))
     # proxy_headers off: the peer address must be the socket's, or a forwarded-certificate check could be spoofed.
     uvicorn.run(
-        create_app(service), host=args.host, port=args.port, proxy_headers=False, access_log=False, log_level="info"
+        create_app(service, freeze_gc=True),
+        host=args.host,
+        port=args.port,
+        proxy_headers=False,
+        access_log=False,
+        log_level="info",
     )
     return 0
 
