@@ -120,3 +120,11 @@ def test_secrets_are_masked(tmp_path: Path) -> None:
     assert "s3cr3t-value" not in repr(settings)
     secret = settings.issuers["opaque"].client_secret
     assert secret is not None and secret.get_secret_value() == "s3cr3t-value"
+
+
+def test_the_documented_example_is_valid(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "service.md").read_text(encoding="utf-8")
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    settings = load_settings(_write(tmp_path, example))
+    assert [w.id for w in settings.workloads][0] == "spiffe://example.com/ns/edge/sa/gateway"
+    assert settings.issuers["github"].allowed_claims == {"repository": ["acme/app"], "ref": ["refs/heads/main"]}
