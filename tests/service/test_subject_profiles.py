@@ -347,3 +347,25 @@ def test_access_token_is_not_accepted_as_a_workload_jwt(tts: Tts) -> None:
 
 def test_access_token_typ_is_required_for_the_access_token_type(tts: Tts) -> None:
     _refused(tts, subject_token=tts.platform.id_token(), subject_token_type=TOKEN_TYPE_ACCESS_TOKEN)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": 42},
+        {"sub": ""},
+        {"scope": ["trade.read"]},
+        {"exp": "tomorrow"},
+        {"exp": True},
+        {"aud": 7},
+        {"aud": []},
+        {"iat": 1.5e300},
+        {"client_id": {"id": "x"}},
+        {"iss": ["https://idp.td.example"]},
+    ],
+    ids=lambda c: "-".join(f"{k}={type(v).__name__}" for k, v in c.items()),
+)
+def test_signed_tokens_with_mistyped_claims_are_refused_not_crashing(tts: Tts, claims: dict[str, Any]) -> None:
+    response = tts.post(tts.form(subject_token=tts.platform.access_token(**claims), scope="trade.read"))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] in ("invalid_request", "invalid_scope")
