@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from txtoken.claims import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_TXN_TOKEN
 from txtoken.client import AsyncTokenServiceClient
 
-from .conftest import GATEWAY, IDENTIFIER, TRUST_DOMAIN, Tts
+from .conftest import GATEWAY, IDENTIFIER, TRUST_DOMAIN, StartTts, Tts
 
 
 def test_raw_http_exchange_returns_a_verifiable_txn_token(tts: Tts) -> None:
@@ -81,3 +83,13 @@ def test_subject_token_is_never_embedded(tts: Tts) -> None:
     assert subject not in token
     assert subject not in str(claims)
     assert subject.split(".")[2] not in str(claims)
+
+
+def test_short_lifetime_cap_is_honoured(start_tts: StartTts) -> None:
+    def short(data: dict[str, Any]) -> None:
+        data["lifetime"] = 45
+        data["max_lifetime"] = 60
+
+    tts = start_tts(short)
+    claims = tts.verifier().verify(tts.issue()).claims
+    assert claims.exp - claims.iat == 45

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -188,11 +188,13 @@ class TokenExchange:
         workload.check_scope(requested, subject.scopes)
 
         claims = self._claims(workload, subject, audience, requested, rctx_in, tctx_in, int(now))
-        record.txn = claims.txn
+        if subject.replaced is not None:
+            record.txn = claims.txn  # an existing transaction: worth naming even when refused below
         minter = TxnTokenMinter(
             self._keystore.current(),
             trust_domain=audience,
             issuer=self._settings.identifier,
+            lifetime=self._settings.lifetime,
             max_lifetime=self._settings.max_lifetime,
         )
         token = minter.sign(claims)
@@ -201,13 +203,14 @@ class TokenExchange:
                 f"the Txn-Token would be {len(token)} bytes, over the budget of {self._settings.max_token_size}: "
                 "send less request_context or request_details"
             )
+        record.txn = claims.txn
         scope = " ".join(requested)
         return IssuedToken(token, claims.exp - claims.iat, scope, scope != form.scope)
 
     @staticmethod
-    async def _validate(validate: Callable[[SubjectRequest], Any], request: SubjectRequest) -> Subject:
+    async def _validate(validate: Callable[[SubjectRequest], Awaitable[Subject]], request: SubjectRequest) -> Subject:
         try:
-            subject: Subject = await validate(request)
+            subject = await validate(request)
         except TokenRejected as exc:
             raise InvalidRequest(f"subject_token: {exc.code}") from None
         except KeysUnavailable:
