@@ -128,3 +128,20 @@ def test_the_documented_example_is_valid(tmp_path: Path) -> None:
     settings = load_settings(_write(tmp_path, example))
     assert [w.id for w in settings.workloads][0] == "spiffe://example.com/ns/edge/sa/gateway"
     assert settings.issuers["github"].allowed_claims == {"repository": ["acme/app"], "ref": ["refs/heads/main"]}
+
+
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        (
+            ('jwks_uri = "https://idp.example.com/jwks"', 'jwks_uri = "http://idp.example.com/jwks"'),
+            "issuers.corp.jwks_uri: Value error, must be an https URL",
+        ),
+        (('jwks_uri = "https://idp.example.com/jwks"', "jwks = { keys = [] }"), "issuers.corp.jwks: Value error"),
+        (('method = "mtls"', 'method = "mtls"\n[[workloads.authn]]\nmethod = "mtls"'), "already names a workload"),
+    ],
+    ids=["plain http to a remote host", "JWKS without keys", "one certificate URI for two rules"],
+)
+def test_unsafe_or_ambiguous_settings_are_refused(tmp_path: Path, change: tuple[str, str], where: str) -> None:
+    with pytest.raises(ConfigurationError, match=where):
+        load_settings(_write(tmp_path, EXAMPLE.replace(*change, 1)))

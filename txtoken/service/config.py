@@ -11,6 +11,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -25,7 +26,7 @@ from txtoken.claims import (
 )
 from txtoken.errors import ConfigurationError
 from txtoken.jws import DEFAULT_MAX_TOKEN_SIZE
-from txtoken.keys import ALGORITHMS, Algorithm
+from txtoken.keys import ALGORITHMS, Algorithm, load_jwks
 from txtoken.verify import DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME
 
 __all__ = [
@@ -67,9 +68,26 @@ _DEFAULT_ROLES: dict[str, list[Role]] = {
     "github_actions": ["client_assertion", "subject"],
     "gitlab_ci": ["client_assertion", "subject"],
 }
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _SCOPE_TOKEN_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
 
 ClaimRule = str | int | bool | list[str | int | bool] | dict[str, Any]
+
+
+def _check_url(value: str | None) -> str | None:
+    """Keys and tokens only travel over https (plain http only to loopback, for tests and sidecars)."""
+    if value is None:
+        return value
+    url = urlsplit(value)
+    if url.scheme == "https" and url.hostname or url.scheme == "http" and url.hostname in _LOOPBACK_HOSTS:
+        return value
+    raise ValueError("must be an https URL (http only on loopback)")
+
+
+def _check_jwks(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and not load_jwks(value):
+        raise ValueError("holds no usable signature key")
+    return value
 
 
 class _Model(BaseModel):
@@ -130,6 +148,16 @@ class IssuerConfig(_Model):
     client_secret: SecretStr | None = None
     timeout: Annotated[float, Field(gt=0)] = 5.0
 
+    @field_validator("jwks_uri", "introspection_endpoint")
+    @classmethod
+    def _urls(cls, v: str | None) -> str | None:
+        return _check_url(v)
+
+    @field_validator("jwks")
+    @classmethod
+    def _jwks(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _check_jwks(v)
+
     @field_validator("scopes")
     @classmethod
     def _scopes(cls, v: list[str] | None) -> list[str] | None:
@@ -172,6 +200,11 @@ class KeyAuthn(_Model):
     method: Literal["key"]
     jwks: dict[str, Any] | None = None
     jwks_file: Path | None = None
+
+    @field_validator("jwks")
+    @classmethod
+    def _jwks(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _check_jwks(v)
 
     @model_validator(mode="after")
     def _one_source(self) -> KeyAuthn:
@@ -271,6 +304,7 @@ class ServiceSettings(_Sources):
         if sum(1 for i in self.issuers.values() if i.kind == "introspection") > 1:
             raise ValueError("issuers: at most one introspection issuer")
         seen_ids: set[str] = set()
+        mtls_uris: set[str] = set()
         prefixes: dict[str, str] = {}
         for name, issuer in self.issuers.items():
             if "subject" in issuer.effective_roles:
@@ -294,6 +328,8 @@ class ServiceSettings(_Sources):
             wildcards = workload.scopes + (workload.asserted_subject_scopes or []) + workload.rctx + workload.tctx
             if self.mode == "production" and WILDCARD in wildcards:
                 raise ValueError(f"{where}: '*' is only accepted in development mode")
+            if sum(isinstance(rule, KeyAuthn) for rule in workload.authn) > 1:
+                raise ValueError(f"{where}.authn: at most one key rule (list every key in its JWKS)")
             for j, rule in enumerate(workload.authn):
                 if isinstance(rule, JwtAuthn):
                     trusted = self.issuers.get(rule.issuer)
@@ -301,8 +337,13 @@ class ServiceSettings(_Sources):
                         raise ValueError(f"{where}.authn.{j}.issuer: no issuer named {rule.issuer!r}")
                     if "client_assertion" not in trusted.effective_roles:
                         raise ValueError(f"{where}.authn.{j}.issuer: {rule.issuer!r} lacks the client_assertion role")
-                if isinstance(rule, MtlsAuthn) and not self.trusted_proxy.addresses:
-                    raise ValueError(f"{where}.authn.{j}: mtls needs trusted_proxy.addresses")
+                if isinstance(rule, MtlsAuthn):
+                    if not self.trusted_proxy.addresses:
+                        raise ValueError(f"{where}.authn.{j}: mtls needs trusted_proxy.addresses")
+                    uri = rule.uri or workload.id
+                    if uri in mtls_uris:
+                        raise ValueError(f"{where}.authn.{j}: the certificate URI {uri!r} already names a workload")
+                    mtls_uris.add(uri)
         return self
 
 
