@@ -94,7 +94,7 @@ def test_s9_2_s11_3_sub_unique_within_the_trust_domain(tts: Tts) -> None:
         )
     )
     assert from_idp.sub != from_oidc.sub
-    jwks: dict[str, Any] = {"keys": []}
+    jwks: dict[str, Any] = {"keys": [tts.keys.rogue.verification_key.to_jwk()]}
     issuers = {
         "a": {"kind": "oauth", "issuer": "https://a.example", "jwks": jwks, "audiences": ["x"]},
         "b": {"kind": "oauth", "issuer": "https://b.example", "jwks": jwks, "audiences": ["x"]},
