@@ -372,6 +372,9 @@ def report(results: dict[str, Result], args: argparse.Namespace, token_bytes: in
             f"({token.rate:,.0f} vs {bare.rate:,.0f} req/s).",
             f"- p99 at half the peak rate: **{paced.percentile(99):.2f} ms** (goal < 5 ms: {goal}); latency there "
             "counts from each request's scheduled start, so queueing is included.",
+            "- Runs vary on a shared machine: at about a thousand requests a second, one scheduling or collector pause",
+            "  of 10-20 ms delays some forty requests and moves the p99 by itself; `txtoken serve` freezes its startup",
+            "  heap out of the collector's full passes for that reason (`create_app(freeze_gc=True)`).",
             "",
         ]
     )

@@ -1,7 +1,8 @@
 """The applicable MUSTs of the draft's normative checklist (spec digest §1.12), one test each, over a real server.
 
 Names carry the draft section. Items covered elsewhere: §13.15 in ``test_replacement.py``, §11.5 requester
-authentication in ``test_requester.py``, §15.2 in ``test_audit_log.py``, §3 (one logical TTS over replicas) in
+authentication in ``test_requester.py`` (and the client checking the TTS certificate in ``test_tls.py``), §15.2 in
+``test_audit_log.py``, §3 (one logical TTS over replicas) in
 ``test_replicas.py``, §6 subject expiry per profile in ``test_subject_profiles.py``.
 """
 
