@@ -1,4 +1,4 @@
-"""The ``txtoken`` command: keygen, mint, verify, and the demo."""
+"""The ``txtoken`` command: keygen, keys rotate, mint, verify, serve, and the demo."""
 
 from __future__ import annotations
 
@@ -141,6 +141,60 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from txtoken.service import TokenService, create_app, load_settings
+    from txtoken.service.defaults import describe, embedded_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = load_settings(args.config) if args.config else embedded_settings()
+    service = TokenService.build(settings)
+    active = service.keystore.current().active
+    log = logging.getLogger("txtoken.service")
+    if args.config:
+        log.info(
+            "txtoken serve: %s mode, config %s, trust domain %s, identifier %s, signing key %s (%s) in %s, "
+            "%d workload(s), %d issuer(s)",
+            settings.mode,
+            args.config,
+            ", ".join(settings.trust_domains),
+            settings.identifier,
+            active.kid,
+            active.alg,
+            service.keystore.path,
+            len(settings.workloads),
+            len(settings.issuers),
+        )
+    else:
+        log.info("%s", describe(settings, active.kid, active.alg))
+    # proxy_headers off: the peer address must be the socket's, or a forwarded-certificate check could be spoofed.
+    uvicorn.run(
+        create_app(service, freeze_gc=True),
+        host=args.host,
+        port=args.port,
+        proxy_headers=False,
+        access_log=False,
+        log_level="info",
+    )
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    from txtoken.service import load_settings, rotate_keys
+    from txtoken.service.defaults import data_dir
+
+    settings = load_settings(args.config) if args.config else None
+    directory = Path(args.dir) if args.dir else settings.key_dir if settings else data_dir()
+    overlap = args.overlap if args.overlap is not None else settings.keys.rotation_overlap if settings else 1800
+    keys = rotate_keys(directory, overlap=overlap, algorithm=args.alg)
+    previous = ", ".join(p.key.kid for p in keys.previous) or "none"
+    print(f"active key {keys.active.kid} ({keys.active.alg}); still published: {previous}", file=sys.stderr)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="txtoken", description="OAuth Transaction Tokens: keys, minting, checks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +227,21 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--max-lifetime", type=int, default=DEFAULT_MAX_LIFETIME)
     verify.add_argument("--legacy-claims", action="store_true", help="accept claim names of older drafts")
     verify.set_defaults(run=_verify)
+
+    serve = sub.add_parser("serve", help="run the Txn-Token Service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8400)
+    serve.add_argument("--config", help="TOML configuration file (default: the embedded development default)")
+    serve.set_defaults(run=_serve)
+
+    keys = sub.add_parser("keys", help="manage the Txn-Token Service's signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_sub.add_parser("rotate", help="make a new key active; the old one stays published for the overlap")
+    rotate.add_argument("--config", help="the service's TOML configuration (for the key directory and overlap)")
+    rotate.add_argument("--dir", help="the key directory (default: from --config, else $TXTOKEN_DATA_DIR or .txtoken)")
+    rotate.add_argument("--overlap", type=int, help="seconds the old key stays published (default 1800)")
+    rotate.add_argument("--alg", choices=ALGORITHMS, help="algorithm of the new key (default: the current one's)")
+    rotate.set_defaults(run=_keys_rotate)
 
     demo = sub.add_parser("demo", help="run the demo")
     demo.set_defaults(run=_demo)
