@@ -47,6 +47,7 @@ from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
 from ..conftest import RunningServer
 from .fakes import (
     GCP_IDENTITY_PATH,
+    GCP_SUBJECT,
     GITHUB_ISSUER,
     GITHUB_SUBJECT,
     FakeGcpMetadata,
@@ -68,6 +69,7 @@ BATCH = FakeWorkloadApi.spiffe_id  # SPIFFE JWT-SVID
 DEPLOYER = "https://github.com/octo-org/octo-repo"  # GitHub Actions
 RELEASER = "https://gitlab.com/shop/orders"  # GitLab CI
 REPORTS = "spiffe://shop.example/reports"  # a key pair registered with the TTS
+CLOUD_REPORTS = "spiffe://shop.example/cloud-reports"  # the cloud instance-metadata identity token
 
 
 def k8s_token(key: SigningKey, namespace: str, account: str, *, iss: str = K8S_ISSUER, aud: str = IDENTIFIER) -> str:
@@ -161,7 +163,15 @@ def settings_data(platform: Platform, key_dir: Path) -> dict[str, Any]:
                 allowed_claims={"repository": ["octo-org/octo-repo"]},
             ),
             "gitlab": issuer("gitlab_ci", GITLAB_ISSUER, "gitlab", "gitlab:", ["release"]),
-            "gcp": issuer("oidc", FakeGcpMetadata.issuer, "gcp", "gcp:", ["reports.run"], audiences=[IDENTIFIER]),
+            "gcp": issuer(
+                "oidc",
+                FakeGcpMetadata.issuer,
+                "gcp",
+                "gcp:",
+                ["reports.run"],
+                audiences=[IDENTIFIER],
+                roles=["client_assertion", "subject"],
+            ),
         },
         "workloads": [
             k8s_workload(ORDERS, "orders"),
@@ -189,6 +199,13 @@ def settings_data(platform: Platform, key_dir: Path) -> dict[str, Any]:
                 "authn": [{"method": "jwt", "issuer": "gitlab", "claims": {"project_path": "shop/orders"}}],
                 "subject_token_types": ["jwt"],
                 "scopes": ["release"],
+            },
+            {
+                "id": CLOUD_REPORTS,
+                "authn": [{"method": "jwt", "issuer": "gcp", "claims": {"sub": GCP_SUBJECT}}],
+                "subject_token_types": ["unsigned_json"],
+                "scopes": ["reports.run"],
+                "asserted_subject_scopes": ["reports.run"],
             },
             {
                 "id": REPORTS,
@@ -295,6 +312,9 @@ def workload_case(name: str, platform: Platform, tmp_path: Path) -> Case:
         return Case(
             source, RELEASER, "release", TOKEN_TYPE_JWT, "gitlab:project_path:shop/orders:ref_type:branch:ref:main"
         )
+    if name == "metadata":
+        source = MetadataIdentitySource(IDENTIFIER, url=platform.gcp_url)
+        return Case(source, CLOUD_REPORTS, "reports.run", TOKEN_TYPE_UNSIGNED_JSON, "nightly-report")
     assert name == "keypair"
     source = KeyPairAssertionSource(platform.reports_key, workload_id=REPORTS, audience=IDENTIFIER)
     return Case(source, REPORTS, "reports.run", TOKEN_TYPE_UNSIGNED_JSON, "nightly-report")
@@ -322,7 +342,7 @@ def subject_token(case: Case) -> str:
     return case.source.get().value
 
 
-SOURCES = ["file", "env", "spiffe", "github", "gitlab", "keypair"]
+SOURCES = ["file", "env", "spiffe", "github", "gitlab", "metadata", "keypair"]
 
 
 @pytest.mark.parametrize("name", SOURCES)

@@ -32,7 +32,9 @@ __all__ = ["ASSERTION_TYPS", "Requester", "RequesterAuthenticator", "parse_xfcc"
 #: ``typ`` values accepted on a client assertion (none, ``JWT``, or rfc7523bis ``client-authentication+jwt``).
 ASSERTION_TYPS = frozenset({NO_TYP, "jwt", "client-authentication+jwt"})
 _ALL_ALGORITHMS = frozenset(ALGORITHMS)
-_PLATFORM_KINDS = frozenset({"kubernetes", "spiffe", "github_actions", "gitlab_ci"})
+# An "oidc" issuer (a cloud provider's instance-metadata identity tokens) authenticates workloads only when its
+# configuration gives it the client_assertion role explicitly.
+_PLATFORM_KINDS = frozenset({"kubernetes", "spiffe", "github_actions", "gitlab_ci", "oidc"})
 
 
 @dataclass(frozen=True, slots=True)
