@@ -13,6 +13,7 @@ import pytest
 from txtoken import KeySet, RemoteJwksKeySource, TxnTokenMinter, TxnTokenVerifier, VerifiedTxnToken
 
 TRUST_DOMAIN = "trade.example"
+MAX_TOKEN_SIZE = 2048
 DEFAULT_TCTX = {"action": "buy", "symbol": "MSFT", "quantity": 100}
 
 
@@ -34,6 +35,8 @@ class Issuer:
         return self.minter.mint(**claims)
 
     def verifier(self, **options: Any) -> TxnTokenVerifier:
+        # Below gRPC's 8 KiB metadata soft limit, so oversized tokens reach the interceptor on every protocol.
+        options.setdefault("max_token_size", MAX_TOKEN_SIZE)
         return TxnTokenVerifier(self.keys, trust_domain=TRUST_DOMAIN, **options)
 
     def verified(self, **claims: Any) -> VerifiedTxnToken:
@@ -84,7 +87,7 @@ INVALID_TOKENS = [
 
 def invalid_token(issuer: Issuer, kind: str) -> str:
     if kind == "oversized":
-        return "a" * 9000
+        return "a" * (MAX_TOKEN_SIZE + 1)
     if kind == "garbage":
         return "not-a-jwt"
     token: str = getattr(issuer, kind)()
