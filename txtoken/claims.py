@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from txtoken.errors import LegacyClaims
+from txtoken.errors import ClaimInvalid, LegacyClaims
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE_JWT_BEARER",
@@ -25,6 +25,7 @@ __all__ = [
     "TOKEN_TYPE_UNSIGNED_JSON",
     "TXN_TOKEN_TYP",
     "TxnTokenClaims",
+    "check_claims",
     "map_legacy_claims",
     "validation_summary",
 ]
@@ -50,6 +51,8 @@ REQUIRED_CLAIMS = ("iat", "aud", "exp", "txn", "sub", "scope", "req_wl")
 
 #: Claim names of earlier drafts and the current names they map to (§9.2, doc history).
 LEGACY_CLAIM_NAMES = {"purp": "scope", "azd": "tctx", "req_ctx": "rctx"}
+
+_LEGACY_NAMES = frozenset(LEGACY_CLAIM_NAMES)
 
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
 
@@ -85,6 +88,32 @@ class TxnTokenClaims(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+_TIME_CLAIMS = ("iat", "exp")
+_STRING_CLAIMS = ("aud", "txn", "sub", "scope", "req_wl")
+
+
+def check_claims(claims: Mapping[str, Any]) -> None:
+    """Check parsed JSON claims against the rules of :class:`TxnTokenClaims`, without building the model.
+
+    The verifier's hot path: same rules as the model (a test checks they agree), about a quarter of the cost. Raises
+    :class:`~txtoken.errors.ClaimInvalid` naming the claim and the kind of problem, never its value.
+    """
+    for name in _TIME_CLAIMS:
+        if type(claims.get(name)) is not int:
+            raise ClaimInvalid(f"{name}: {'int_type' if name in claims else 'missing'}")
+    for name in _STRING_CLAIMS:
+        value = claims.get(name)
+        if type(value) is not str or not value:
+            raise ClaimInvalid(f"{name}: {'missing' if value is None and name not in claims else 'string_type'}")
+    for name in ("tctx", "rctx"):
+        value = claims.get(name)
+        if value is not None and type(value) is not dict:
+            raise ClaimInvalid(f"{name}: dict_type")
+    iss = claims.get("iss")
+    if iss is not None and (type(iss) is not str or not iss):
+        raise ClaimInvalid("iss: string_type")
+
+
 def map_legacy_claims(claims: Mapping[str, Any], *, allow: bool) -> Mapping[str, Any]:
     """Map claim names of older drafts to the current ones, or refuse them.
 
@@ -92,7 +121,7 @@ def map_legacy_claims(claims: Mapping[str, Any], *, allow: bool) -> Mapping[str,
     ``azd`` → ``tctx``, ``req_ctx`` → ``rctx``, and ``rctx.req_wl`` → ``req_wl``; a current name wins over a legacy
     one when both are present.
     """
-    present = [name for name in LEGACY_CLAIM_NAMES if name in claims]
+    present = claims.keys() & _LEGACY_NAMES
     if not allow:
         if present:
             raise LegacyClaims(f"claims of an older draft are not accepted: {', '.join(sorted(present))}")

@@ -85,7 +85,8 @@ def _mint(args: argparse.Namespace) -> int:
 def _key_source(where: str) -> KeySource:
     if where.startswith(("https://", "http://")):
         url = httpx.URL(where)
-        return RemoteJwksKeySource(where, allow_http=url.host in _LOOPBACK_HOSTS, max_stale=0.0, ttl=0.0)
+        # One process, one lookup: the defaults (ttl, max_stale) keep the keys fetched at the first lookup usable.
+        return RemoteJwksKeySource(where, allow_http=url.host in _LOOPBACK_HOSTS)
     return JwksFileKeySource(where)
 
 

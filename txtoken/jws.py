@@ -12,12 +12,13 @@ without duplicate members (RFC 7515 §4, RFC 8725 §3.12 parser differentials) a
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+import pydantic_core
 
 from txtoken.errors import AlgorithmNotAllowed, SignatureInvalid, TokenMalformed, TokenTooLarge
 from txtoken.keys import VerificationKey
@@ -27,6 +28,7 @@ __all__ = [
     "CompactJws",
     "JwsHeader",
     "b64url_decode",
+    "media_type",
     "parse_jws",
     "typ_matches",
     "verify_jws",
@@ -34,7 +36,10 @@ __all__ = [
 
 DEFAULT_MAX_TOKEN_SIZE = 8192
 
-_TO_STANDARD_ALPHABET = str.maketrans("-_", "+/")
+_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
+# The last character of an unpadded segment of length 4k+2 (4k+3) carries 4 (2) unused bits, which must be zero:
+# otherwise several strings decode to the same bytes, and one signed token has many spellings.
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 _HEADER_CACHE_SIZE = 256
 
 
@@ -54,17 +59,61 @@ _JSON = json.JSONDecoder(object_pairs_hook=_unique_members, parse_constant=_reje
 
 def b64url_decode(segment: str) -> bytes:
     """Decode unpadded base64url (RFC 7515 §2); anything else is :class:`TokenMalformed`."""
-    if "=" in segment or "+" in segment or "/" in segment:
-        raise TokenMalformed("not base64url")
+    last = _CANONICAL_LAST.get(len(segment) % 4)
+    if last is not None and segment[-1] not in last:
+        raise TokenMalformed("not canonical base64url")
     try:
-        return base64.b64decode(segment.translate(_TO_STANDARD_ALPHABET) + "=" * (-len(segment) % 4), validate=True)
+        encoded = segment.encode("ascii")
+        # One pass: map to the standard alphabet and drop '+', '/' and '=', which base64url must not contain.
+        data = encoded.translate(_TO_STANDARD_ALPHABET, b"+/=")
+        if len(data) != len(encoded):
+            raise ValueError
+        return binascii.a2b_base64(data + b"=" * (-len(data) % 4), strict_mode=True)
     except (binascii.Error, ValueError):
         raise TokenMalformed("not base64url") from None
 
 
+def _string_count(obj: dict[str, Any]) -> int:
+    """How many strings (member names and string values) a parsed JSON object holds."""
+    count = len(obj)
+    for item in obj.values():
+        kind = type(item)
+        if kind is str:
+            count += 1
+        elif kind is dict:
+            count += _string_count(item)
+        elif kind is list:
+            count += _list_string_count(item)
+    return count
+
+
+def _list_string_count(items: list[Any]) -> int:
+    count = 0
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            count += 1
+        elif kind is dict:
+            count += _string_count(item)
+        elif kind is list:
+            count += _list_string_count(item)
+    return count
+
+
 def _json_object(segment: str, what: str) -> dict[str, Any]:
+    raw = b64url_decode(segment)
+    if b"\\" not in raw:
+        # Fast path (pydantic-core's parser is about twice as fast as json's, but keeps the last of duplicate
+        # members). Without backslashes every '"' delimits a string, so a dropped duplicate member shows up as more
+        # quotes than the parsed value has strings; then the strict parser below says so.
+        try:
+            value = pydantic_core.from_json(raw, allow_inf_nan=False, cache_strings=False)
+        except ValueError:
+            raise TokenMalformed(f"{what} is not JSON") from None
+        if type(value) is dict and raw.count(b'"') == 2 * _string_count(value):
+            return value
     try:
-        value = _JSON.decode(b64url_decode(segment).decode("utf-8"))
+        value = _JSON.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError):
         raise TokenMalformed(f"{what} is not JSON") from None
     if not isinstance(value, dict):
@@ -72,14 +121,17 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
-def typ_matches(typ: object, expected: str) -> bool:
-    """RFC 7515 §4.1.9: media types compare case-insensitively and ``application/`` may be omitted."""
+def media_type(typ: object) -> str | None:
+    """A ``typ`` value normalised for comparison (RFC 7515 §4.1.9): lowercase, without ``application/``."""
     if not isinstance(typ, str):
-        return False
+        return None
     value = typ.lower()
-    if value.startswith("application/"):
-        value = value[len("application/") :]
-    return value == expected.lower()
+    return value[len("application/") :] if value.startswith("application/") else value
+
+
+def typ_matches(typ: object, expected: str) -> bool:
+    """Whether ``typ`` names the media type ``expected`` (case-insensitive, ``application/`` optional)."""
+    return media_type(typ) == media_type(expected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +141,11 @@ class JwsHeader:
     alg: str
     kid: str
     typ: str | None
+    media_type: str | None
     members: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class CompactJws:
+class CompactJws(NamedTuple):
     """A parsed, not yet verified, compact JWS."""
 
     header: JwsHeader
@@ -122,7 +174,7 @@ def _parse_header(segment: str) -> JwsHeader:
     if members.get("b64", True) is not True:
         raise TokenMalformed("unencoded payloads are not accepted")
     typ = members.get("typ")
-    header = JwsHeader(alg, kid, typ if isinstance(typ, str) else None, members)
+    header = JwsHeader(alg, kid, typ if isinstance(typ, str) else None, media_type(typ), members)
     # Valid headers repeat (one per key); caching them saves a base64 + JSON parse per token.
     if len(_header_cache) >= _HEADER_CACHE_SIZE:
         _header_cache.clear()
@@ -134,8 +186,10 @@ def parse_jws(token: str, *, algorithms: frozenset[str], max_size: int = DEFAULT
     """Split a compact JWS and check its header: size, shape, ``alg`` in ``algorithms``, a ``kid``, no ``crit``."""
     if len(token) > max_size:
         raise TokenTooLarge(f"token longer than {max_size} bytes")
-    if not token.isascii():
-        raise TokenMalformed("token is not ASCII")
+    try:
+        data = token.encode("ascii")
+    except UnicodeEncodeError:
+        raise TokenMalformed("token is not ASCII") from None
     parts = token.split(".")
     if len(parts) != 3:
         raise TokenMalformed("not a compact JWS (three dot-separated parts)")
@@ -145,7 +199,7 @@ def parse_jws(token: str, *, algorithms: frozenset[str], max_size: int = DEFAULT
     header = _parse_header(header_segment)
     if header.alg not in algorithms:
         raise AlgorithmNotAllowed(f"algorithm {header.alg!r} is not allowed")
-    return CompactJws(header, f"{header_segment}.{payload}".encode("ascii"), payload, signature)
+    return CompactJws(header, data[: len(header_segment) + 1 + len(payload)], payload, signature)
 
 
 def verify_jws(jws: CompactJws, key: VerificationKey) -> dict[str, Any]:

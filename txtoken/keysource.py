@@ -70,7 +70,7 @@ class JwksFileKeySource:
         self._check_interval = check_interval
         self._clock = clock
         self._keys: dict[str, VerificationKey] | None = None
-        self._stamp: tuple[int, int, int] | None = None
+        self._raw: bytes | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
         self._reload()
@@ -79,14 +79,15 @@ class JwksFileKeySource:
         with self._lock:
             self._checked_at = self._clock()
             try:
-                st = os.stat(self._path)
-                stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-                if stamp == self._stamp:
+                # Compare contents, not (inode, size, mtime): an in-place rewrite of the same size within one
+                # timestamp tick changes none of those. The file is small and read at most every check_interval.
+                raw = self._path.read_bytes()
+                if raw == self._raw:
                     return
-                keys = key_index(load_jwks(self._path.read_bytes()))
+                keys = key_index(load_jwks(raw))
             except (OSError, ConfigurationError):
                 return
-            self._keys, self._stamp = keys, stamp
+            self._keys, self._raw = keys, raw
 
     def cached_key(self, kid: str) -> VerificationKey | None:
         if self._clock() - self._checked_at >= self._check_interval:

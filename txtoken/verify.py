@@ -14,12 +14,10 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
-from pydantic import ValidationError
-
-from txtoken.claims import TXN_TOKEN_TYP, TxnTokenClaims, map_legacy_claims, validation_summary
+from txtoken.claims import TXN_TOKEN_TYP, TxnTokenClaims, check_claims, map_legacy_claims
 from txtoken.errors import (
     AudienceMismatch,
     ClaimInvalid,
@@ -29,7 +27,7 @@ from txtoken.errors import (
     TokenNotYetValid,
     TypMismatch,
 )
-from txtoken.jws import DEFAULT_MAX_TOKEN_SIZE, CompactJws, parse_jws, typ_matches, verify_jws
+from txtoken.jws import DEFAULT_MAX_TOKEN_SIZE, CompactJws, parse_jws, verify_jws
 from txtoken.keys import ALGORITHMS, KeySet, VerificationKey
 from txtoken.keysource import KeySource, key_source
 
@@ -42,44 +40,82 @@ DEFAULT_LEEWAY = 30
 _LEGACY_TYP = "txn_token"
 
 
-@dataclass(frozen=True, slots=True)
 class VerifiedTxnToken:
-    """A Txn-Token that passed verification: the token exactly as received, and its claims.
+    """A Txn-Token that passed verification: the token exactly as received, its claims, and the ``kid`` it was
+    verified with. Read-only; ``repr`` leaves the token out, so logging this object never logs the token.
 
-    ``token`` is left out of ``repr`` so that logging this object never logs the token.
+    The accessors (``txn``, ``sub``, ``scopes``, ``tctx``, …) read the verified payload directly; ``claims``, the
+    :class:`~txtoken.claims.TxnTokenClaims` model, is built on first use.
     """
 
-    token: str = field(repr=False)
-    claims: TxnTokenClaims
-    kid: str
+    __slots__ = ("_claims", "_kid", "_payload", "_token")
+
+    def __init__(self, token: str, claims: TxnTokenClaims, kid: str) -> None:
+        self._token = token
+        self._kid = kid
+        self._payload: Mapping[str, Any] = claims.to_dict()
+        self._claims: TxnTokenClaims | None = claims
+
+    @classmethod
+    def _checked(cls, token: str, payload: Mapping[str, Any], kid: str) -> VerifiedTxnToken:
+        """From a payload that passed :func:`~txtoken.claims.check_claims` (the verifier's fast path)."""
+        verified = cls.__new__(cls)
+        verified._token = token
+        verified._kid = kid
+        verified._payload = payload
+        verified._claims = None
+        return verified
+
+    def __repr__(self) -> str:
+        return f"VerifiedTxnToken(txn={self.txn!r}, sub={self.sub!r}, kid={self.kid!r})"
+
+    @property
+    def token(self) -> str:
+        """The Txn-Token exactly as received: what outbound calls forward."""
+        return self._token
+
+    @property
+    def kid(self) -> str:
+        return self._kid
+
+    @property
+    def claims(self) -> TxnTokenClaims:
+        claims = self._claims
+        if claims is None:
+            claims = self._claims = TxnTokenClaims.model_validate(self._payload)
+        return claims
 
     @property
     def txn(self) -> str:
-        return self.claims.txn
+        return str(self._payload["txn"])
 
     @property
     def sub(self) -> str:
-        return self.claims.sub
+        return str(self._payload["sub"])
+
+    @property
+    def scope(self) -> str:
+        return str(self._payload["scope"])
 
     @property
     def scopes(self) -> frozenset[str]:
-        return self.claims.scopes
-
-    @property
-    def tctx(self) -> Mapping[str, Any]:
-        return self.claims.tctx or {}
-
-    @property
-    def rctx(self) -> Mapping[str, Any]:
-        return self.claims.rctx or {}
+        return frozenset(self.scope.split())
 
     @property
     def req_wl(self) -> str:
-        return self.claims.req_wl
+        return str(self._payload["req_wl"])
+
+    @property
+    def tctx(self) -> Mapping[str, Any]:
+        return MappingProxyType(self._payload.get("tctx") or {})
+
+    @property
+    def rctx(self) -> Mapping[str, Any]:
+        return MappingProxyType(self._payload.get("rctx") or {})
 
     @property
     def expires_at(self) -> int:
-        return self.claims.exp
+        return int(self._payload["exp"])
 
 
 class VerifiedTokenCache:
@@ -106,7 +142,7 @@ class VerifiedTokenCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if self._clock() >= entry.claims.exp:
+        if self._clock() >= entry.expires_at:
             self._entries.pop(key, None)
             return None
         return entry
@@ -120,7 +156,7 @@ class VerifiedTokenCache:
 
     def _evict(self) -> None:
         now = self._clock()
-        expired = [k for k, v in self._entries.items() if now >= v.claims.exp]
+        expired = [k for k, v in self._entries.items() if now >= v.expires_at]
         for k in expired:
             del self._entries[k]
         while len(self._entries) >= self._max_entries:
@@ -169,68 +205,63 @@ class TxnTokenVerifier:
         self._max_lifetime = max_lifetime
         self._max_token_size = max_token_size
         self._legacy = legacy_claims
+        self._media_types = {TXN_TOKEN_TYP, _LEGACY_TYP} if legacy_claims else {TXN_TOKEN_TYP}
         self._clock = clock
         self.cache = VerifiedTokenCache(cache_size, clock=clock) if cache_size else None
 
     def verify(self, token: str) -> VerifiedTxnToken:
         """Verify a Txn-Token; raises a :class:`~txtoken.errors.TokenRejected` subclass or ``KeysUnavailable``."""
-        cached = self._cached(token)
-        if cached is not None:
-            return cached
+        if self.cache is not None and len(token) <= self._max_token_size:
+            cached = self.cache.get(token)
+            if cached is not None:
+                return cached
         jws = self._parse(token)
         key = self.keys.cached_key(jws.header.kid) or self.keys.fetch_key(jws.header.kid)
         return self._finish(token, jws, key)
 
     async def averify(self, token: str) -> VerifiedTxnToken:
         """Like :meth:`verify`; a key fetch, if one is needed, is awaited."""
-        cached = self._cached(token)
-        if cached is not None:
-            return cached
+        if self.cache is not None and len(token) <= self._max_token_size:
+            cached = self.cache.get(token)
+            if cached is not None:
+                return cached
         jws = self._parse(token)
         key = self.keys.cached_key(jws.header.kid) or await self.keys.afetch_key(jws.header.kid)
         return self._finish(token, jws, key)
 
-    def _cached(self, token: str) -> VerifiedTxnToken | None:
-        if self.cache is None or len(token) > self._max_token_size:
-            return None
-        return self.cache.get(token)
-
     def _parse(self, token: str) -> CompactJws:
         jws = parse_jws(token, algorithms=self._algorithms, max_size=self._max_token_size)
-        typ = jws.header.typ
-        if not typ_matches(typ, TXN_TOKEN_TYP) and not (self._legacy and typ_matches(typ, _LEGACY_TYP)):
+        if jws.header.media_type not in self._media_types:
             raise TypMismatch(f"typ must be {TXN_TOKEN_TYP}")
         return jws
 
     def _finish(self, token: str, jws: CompactJws, key: VerificationKey) -> VerifiedTxnToken:
         payload = map_legacy_claims(verify_jws(jws, key), allow=self._legacy)
-        try:
-            claims = TxnTokenClaims.model_validate(payload)
-        except ValidationError as exc:
-            raise ClaimInvalid(validation_summary(exc)) from None
-        self._check_claims(claims)
-        verified = VerifiedTxnToken(token, claims, key.kid)
+        check_claims(payload)
+        self._check_times(payload)
+        verified = VerifiedTxnToken._checked(token, payload, key.kid)
         if self.cache is not None:
             self.cache.put(verified)
         return verified
 
-    def _check_claims(self, claims: TxnTokenClaims) -> None:
-        if claims.aud != self.trust_domain:
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        if claims["aud"] != self.trust_domain:
             raise AudienceMismatch("aud is not this trust domain")
-        if self._issuer is not None and claims.iss != self._issuer:
+        if self._issuer is not None and claims.get("iss") != self._issuer:
             raise ClaimInvalid("iss is not the configured issuer")
         now = self._clock()
-        if now >= claims.exp + self._leeway:
+        iat, exp = claims["iat"], claims["exp"]
+        if now >= exp + self._leeway:
             raise TokenExpired("token has expired")
-        if claims.iat > now + self._leeway:
+        if iat > now + self._leeway:
             raise TokenNotYetValid("iat is in the future")
-        nbf = (claims.model_extra or {}).get("nbf")
+        nbf = claims.get("nbf")
         if nbf is not None:
             if type(nbf) is not int:
                 raise ClaimInvalid("nbf: int_type")
             if nbf > now + self._leeway:
                 raise TokenNotYetValid("nbf is in the future")
-        lifetime = claims.exp - claims.iat
+        lifetime = exp - iat
         if lifetime <= 0:
             raise ClaimInvalid("exp is not after iat")
         if lifetime > self._max_lifetime:

@@ -1,0 +1,129 @@
+"""Txn-Token verification rate against the raw signature check, in one run.
+
+For ES256, EdDSA and RS256 this measures, on the same token:
+
+- ``raw``: ``cryptography``'s signature verify of the token's signature alone, already base64-decoded: the ceiling.
+  For ES256 it includes turning the JWS ``r || s`` signature into the DER form ``cryptography`` takes, since no
+  verifier using ``cryptography`` can skip that step;
+- ``txtoken``: ``TxnTokenVerifier.verify`` with the cache off (every check of the verifier);
+- ``pyjwt``: ``jwt.decode`` with the key object, audience and required claims;
+- ``cached``: ``TxnTokenVerifier.verify`` with the cache on (a token seen again).
+
+Machines here are shared and noisy, so the functions run interleaved in rounds and each ratio is the median over
+rounds of (rate / raw rate in the same round).
+
+    .venv/bin/python benchmarks/verify.py [--rounds 15] [--seconds 0.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from txtoken import KeySet, TxnTokenMinter, TxnTokenVerifier
+from txtoken.jws import b64url_decode
+from txtoken.keys import Algorithm
+
+TRUST_DOMAIN = "bench.example"
+CASES: tuple[Algorithm, ...] = ("ES256", "EdDSA", "RS256")
+
+
+def _token(keys: KeySet) -> str:
+    return TxnTokenMinter(keys, trust_domain=TRUST_DOMAIN).mint(
+        sub="d084sdrt234fsaw34tr23t",
+        scope="trade.stocks",
+        req_wl="spiffe://bench.example/gateway",
+        rctx={"req_ip": "69.151.72.123", "authn": "face"},
+        tctx={"action": "BUY", "ticker": "MSFT", "quantity": "100", "customer_type": {"geo": "US", "level": "VIP"}},
+    )
+
+
+def _raw_verify(keys: KeySet, token: str) -> Callable[[], object]:
+    header, payload, signature_segment = token.split(".")
+    data = f"{header}.{payload}".encode("ascii")
+    signature = b64url_decode(signature_segment)
+    public = keys.active.verification_key.public_key
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        algorithm = ec.ECDSA(hashes.SHA256())
+        return lambda: public.verify(encode_dss_signature(r, s), data, algorithm)
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return lambda: public.verify(signature, data)
+    assert isinstance(public, rsa.RSAPublicKey)
+    pad, digest = padding.PKCS1v15(), hashes.SHA256()
+    return lambda: public.verify(signature, data, pad, digest)
+
+
+def _functions(alg: Algorithm) -> dict[str, Callable[[], object]]:
+    keys = KeySet.generate(alg)
+    token = _token(keys)
+    uncached = TxnTokenVerifier(keys, trust_domain=TRUST_DOMAIN, cache_size=0)
+    cached = TxnTokenVerifier(keys, trust_domain=TRUST_DOMAIN)
+    public = keys.active.verification_key.public_key
+    options: jwt.types.Options = {"require": ["iat", "exp", "aud", "txn", "sub", "scope", "req_wl"]}
+
+    def pyjwt_decode() -> object:
+        return jwt.decode(token, public, algorithms=[alg], audience=TRUST_DOMAIN, options=options, leeway=30)
+
+    functions: dict[str, Callable[[], object]] = {
+        "raw": _raw_verify(keys, token),
+        "txtoken": lambda: uncached.verify(token),
+        "pyjwt": pyjwt_decode,
+        "cached": lambda: cached.verify(token),
+    }
+    for check in functions.values():
+        check()  # every function must succeed before it is timed
+    return functions
+
+
+def _rate(function: Callable[[], object], seconds: float) -> float:
+    count, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(50):
+            function()
+        count += 50
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - start)
+
+
+def run(rounds: int, seconds: float) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per algorithm and function: (median rate per second, median ratio to raw)."""
+    results: dict[str, dict[str, tuple[float, float]]] = {}
+    for alg in CASES:
+        functions = _functions(alg)
+        names = list(functions)
+        rates: dict[str, list[float]] = {name: [] for name in names}
+        ratios: dict[str, list[float]] = {name: [] for name in names}
+        for round_no in range(rounds):
+            order = names[round_no % len(names) :] + names[: round_no % len(names)]
+            measured = {name: _rate(functions[name], seconds) for name in order}
+            for name in names:
+                rates[name].append(measured[name])
+                ratios[name].append(measured[name] / measured["raw"])
+        results[alg] = {name: (statistics.median(rates[name]), statistics.median(ratios[name])) for name in names}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--seconds", type=float, default=0.2, help="per function per round")
+    args = parser.parse_args()
+    results = run(args.rounds, args.seconds)
+    print(f"{'alg':<7} {'function':<9} {'verifies/s':>11} {'ratio to raw':>13}")
+    for alg, table in results.items():
+        for name, (rate, ratio) in table.items():
+            print(f"{alg:<7} {name:<9} {rate:>11,.0f} {ratio:>13.2f}")
+
+
+if __name__ == "__main__":
+    main()
