@@ -1,1 +1,14 @@
-"""txtoken integration for asgi (placeholder until its issue lands)."""
+"""txtoken for ASGI apps (Starlette, FastAPI, any ASGI framework): verify, expose and authorize the Txn-Token.
+
+::
+
+    app = Starlette(routes=..., middleware=[Middleware(TxnTokenMiddleware, verifier=verifier, policy=policy)])
+
+Handlers read the verified transaction with :func:`txtoken.current_transaction`, ``request.state.txn``,
+``request.scope["txtoken"]``, or ``request.user`` / ``request.auth`` (Starlette's ``@requires`` works on its scopes).
+"""
+
+from txtoken_asgi.middleware import TxnTokenMiddleware
+from txtoken_asgi.user import TxnUser
+
+__all__ = ["TxnTokenMiddleware", "TxnUser"]

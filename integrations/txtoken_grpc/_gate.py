@@ -1,0 +1,106 @@
+"""Admission of one RPC, shared by the sync and aio servers: read the token, verify it, authorize the call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from txtoken.claims import GRPC_METADATA_KEY
+from txtoken.errors import BindingMismatch, TokenDuplicated, TokenMalformed, TokenMissing, TxTokenError
+from txtoken.policy import Policy, RouteMatch
+from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
+
+__all__ = ["ERROR_METADATA_KEY", "Admission", "BindingExtractor", "Gate", "default_binding_extractor"]
+
+#: Trailing metadata key carrying the stable error code of a refusal.
+ERROR_METADATA_KEY = "txtoken-error"
+
+#: Reads the fields that request binding compares from a request message.
+BindingExtractor = Callable[[Any], Mapping[str, Any]]
+
+logger = logging.getLogger("txtoken.grpc")
+
+
+def default_binding_extractor(message: Any) -> Mapping[str, Any]:
+    """A mapping as is; a protobuf message by its field names; anything else cannot be bound."""
+    if isinstance(message, Mapping):
+        return message
+    if hasattr(message, "DESCRIPTOR"):
+        from google.protobuf.json_format import MessageToDict
+
+        return MessageToDict(message, preserving_proto_field_name=True)
+    raise BindingMismatch("the request message cannot be read for binding; configure a binding extractor")
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An admitted call: its verified transaction and the policy rule that applies, if any."""
+
+    txn: VerifiedTxnToken
+    match: RouteMatch | None
+
+    @property
+    def binds_messages(self) -> bool:
+        return self.match is not None and bool(self.match.rule.message_bindings)
+
+
+class Gate:
+    """Everything an interceptor decides, free of sync/aio plumbing."""
+
+    def __init__(
+        self,
+        verifier: TxnTokenVerifier,
+        policy: Policy | None,
+        binding_extractor: BindingExtractor | None,
+        exempt_methods: Iterable[str],
+    ) -> None:
+        self.verifier = verifier
+        self.policy = policy
+        self.extract = binding_extractor or default_binding_extractor
+        self.exempt = frozenset(exempt_methods)
+
+    def admit(self, method: str, metadata: Sequence[Any] | None) -> Admission:
+        return self._authorize(method, self.verifier.verify(_token(metadata)))
+
+    async def aadmit(self, method: str, metadata: Sequence[Any] | None) -> Admission:
+        return self._authorize(method, await self.verifier.averify(_token(metadata)))
+
+    def _authorize(self, method: str, txn: VerifiedTxnToken) -> Admission:
+        match = None if self.policy is None else self.policy.authorize_grpc(txn, method=method)
+        return Admission(txn, match)
+
+    def check_message(self, admission: Admission, message: Any) -> None:
+        if self.policy is None or admission.match is None or not admission.binds_messages:
+            return
+        try:
+            fields = self.extract(message)
+        except TxTokenError:
+            raise
+        except Exception:
+            raise BindingMismatch("the binding extractor could not read the request message") from None
+        self.policy.authorize_message(admission.txn, admission.match, fields)
+
+
+def _token(metadata: Sequence[Any] | None) -> str:
+    values = [value for key, value in metadata or () if key == GRPC_METADATA_KEY]
+    if not values:
+        raise TokenMissing(f"no {GRPC_METADATA_KEY} metadata")
+    if len(values) > 1:
+        raise TokenDuplicated(f"more than one {GRPC_METADATA_KEY} metadata entry")
+    value = values[0]
+    if isinstance(value, bytes):
+        try:
+            return value.decode("ascii")
+        except UnicodeDecodeError:
+            raise TokenMalformed("the token is not ASCII") from None
+    return str(value)
+
+
+def refusal(exc: TxTokenError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
+    """Status, details and trailing metadata for a refusal; the details start with the stable code."""
+    logger.info("refused a Txn-Token: status=%s code=%s", exc.grpc_status, exc.code)
+    return grpc.StatusCode[exc.grpc_status], str(exc), ((ERROR_METADATA_KEY, exc.code),)

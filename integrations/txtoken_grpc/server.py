@@ -1,0 +1,66 @@
+"""Server interceptors for ``grpc.server`` and ``grpc.aio.server``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from txtoken.policy import Policy
+from txtoken.verify import TxnTokenVerifier
+from txtoken_grpc._gate import BindingExtractor, Gate
+from txtoken_grpc._wrap import wrap_handler
+
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+
+__all__ = ["AioTxnTokenServerInterceptor", "TxnTokenServerInterceptor"]
+
+
+class _Options:
+    def __init__(
+        self,
+        verifier: TxnTokenVerifier,
+        *,
+        policy: Policy | None = None,
+        binding_extractor: BindingExtractor | None = None,
+        exempt_methods: Iterable[str] = (),
+    ) -> None:
+        self._gate = Gate(verifier, policy, binding_extractor, exempt_methods)
+
+
+class TxnTokenServerInterceptor(_Options, grpc.ServerInterceptor):
+    """Verify the ``txn-token`` metadata of every call to a ``grpc.server`` and run the handler in the transaction.
+
+    ``policy`` authorizes by full method name; ``binding_extractor`` reads a request message's fields for
+    ``message.*`` bindings (default: mappings and protobuf messages); ``exempt_methods`` are served without a token.
+    Refusals abort with UNAUTHENTICATED, PERMISSION_DENIED or UNAVAILABLE, details ``"<code>: <message>"`` and
+    trailing metadata ``txtoken-error: <code>``.
+    """
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method in self._gate.exempt:
+            return handler
+        return wrap_handler(handler, method, self._gate, aio=False)
+
+
+class AioTxnTokenServerInterceptor(_Options, grpc.aio.ServerInterceptor):
+    """:class:`TxnTokenServerInterceptor` for ``grpc.aio.server``: async and sync handlers, all four RPC kinds."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method in self._gate.exempt:
+            return handler
+        return wrap_handler(handler, method, self._gate, aio=True)
