@@ -55,7 +55,7 @@ class Hop:
     verdict: str  # "ok", or the stable error code of the refusal
     status: str
     ms: float
-    at: float = field(default_factory=time.time)
+    at: float = field(default_factory=time.time)  # when the hop started
     txn: str | None = None
     req_wl: str | None = None
     scope: str | None = None
@@ -140,7 +140,7 @@ class ReportingMiddleware:
                 body += message.get("body", b"")
             await send(message)
 
-        started = time.perf_counter()
+        started_at, started = time.time(), time.perf_counter()
         try:
             await self.app(scope, receive, observe)
         finally:
@@ -155,6 +155,7 @@ class ReportingMiddleware:
                     verdict="ok" if status < 400 else _error_code(body),
                     status=str(status),
                     ms=round((time.perf_counter() - started) * 1000, 2),
+                    at=started_at,
                     note=str(seen.get("note", "")),
                 )
                 hop.context_from(scope.get("txtoken") or seen.get("txn"))
@@ -185,7 +186,7 @@ class ReportingServerInterceptor(grpc.aio.ServerInterceptor):
             trace_reset = _trace.set(trace)
             seen: dict[str, Any] = {}
             seen_reset = _seen.set(seen)
-            started = time.perf_counter()
+            started_at, started = time.time(), time.perf_counter()
             try:
                 return await behavior(request, context)  # type: ignore[arg-type]  # aio handlers get the aio context
             finally:
@@ -203,6 +204,7 @@ class ReportingServerInterceptor(grpc.aio.ServerInterceptor):
                         verdict="ok" if ok else details.split(":", 1)[0].strip() or str(code),
                         status="OK" if ok else getattr(code, "name", str(code)),
                         ms=round((time.perf_counter() - started) * 1000, 2),
+                        at=started_at,
                         note=str(seen.get("note", "")),
                     )
                     hop.context_from(seen.get("txn"))
