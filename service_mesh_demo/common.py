@@ -62,8 +62,9 @@ class DemoEnv:
         return EnvCredentialSource("DEMO_CREDENTIAL")
 
     def tts_client(self) -> AsyncTokenServiceClient:
+        # Plain http inside the demo's network only (compose hosts are not loopback): use https in production.
         return AsyncTokenServiceClient(
-            f"{self.urls['tts']}/token", credential=self.credential(), trust_domain=self.trust_domain
+            f"{self.urls['tts']}/token", credential=self.credential(), trust_domain=self.trust_domain, allow_http=True
         )
 
     def verifier(self) -> TxnTokenVerifier:

@@ -362,7 +362,7 @@ class Tts:
         async with (
             httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.service))) as http,
             AsyncTokenServiceClient(
-                "http://tts/token", credential=credential, trust_domain=TRUST_DOMAIN, client=http
+                "http://tts/token", credential=credential, trust_domain=TRUST_DOMAIN, client=http, allow_http=True
             ) as client,
         ):
             try:

@@ -127,6 +127,9 @@ def _backoff(attempt: int) -> float:
     return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
 
 
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 class _Base:
     def __init__(
         self,
@@ -135,9 +138,14 @@ class _Base:
         credential: Credential,
         trust_domain: str | None,
         retries: int,
+        allow_http: bool,
     ) -> None:
         if retries < 0:
             raise ConfigurationError("retries must be 0 or more")
+        url = httpx.URL(token_endpoint)
+        if url.scheme != "https" and not (url.scheme == "http" and (allow_http or url.host in _LOOPBACK_HOSTS)):
+            # §11.5: a workload authenticates the TTS before it discloses a subject token to it: https.
+            raise ConfigurationError("the token endpoint must be https (allow_http=True on a test or demo network)")
         self.token_endpoint = token_endpoint
         self.trust_domain = trust_domain
         self._credential = credential
@@ -213,8 +221,11 @@ class TokenServiceClient(_Base):
         timeout: float = 5.0,
         retries: int = 2,
         client: httpx.Client | None = None,
+        allow_http: bool = False,
     ) -> None:
-        super().__init__(token_endpoint, credential=credential, trust_domain=trust_domain, retries=retries)
+        super().__init__(
+            token_endpoint, credential=credential, trust_domain=trust_domain, retries=retries, allow_http=allow_http
+        )
         self._owns_client = client is None
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
 
@@ -303,8 +314,11 @@ class AsyncTokenServiceClient(_Base):
         timeout: float = 5.0,
         retries: int = 2,
         client: httpx.AsyncClient | None = None,
+        allow_http: bool = False,
     ) -> None:
-        super().__init__(token_endpoint, credential=credential, trust_domain=trust_domain, retries=retries)
+        super().__init__(
+            token_endpoint, credential=credential, trust_domain=trust_domain, retries=retries, allow_http=allow_http
+        )
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
 

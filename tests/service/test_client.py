@@ -225,3 +225,19 @@ def test_a_client_passed_in_is_not_closed(serve: Serve) -> None:
         _exchange(client)
     assert not http.is_closed
     http.close()
+
+
+@pytest.mark.parametrize("client_class", [TokenServiceClient, AsyncTokenServiceClient])
+def test_token_endpoint_must_be_https_except_loopback_s11_5(client_class: Any) -> None:
+    """§11.5: a workload authenticates the TTS before disclosing a subject token, so plain http is refused."""
+    with pytest.raises(ConfigurationError) as refused:
+        client_class("http://tts.shop.example/token")
+    assert refused.value.code == "configuration_error" and "https" in refused.value.message
+    with pytest.raises(ConfigurationError):
+        client_class("ftp://tts.shop.example/token")
+    for allowed in (
+        client_class("https://tts.shop.example/token"),
+        client_class("http://127.0.0.1:8400/token"),
+        client_class("http://tts:8400/token", allow_http=True),
+    ):
+        assert allowed.token_endpoint.endswith("/token")
