@@ -4,14 +4,17 @@ that reaches the gateway and never travels further inside.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from service_mesh_demo.common import DemoEnv, serve_http
 from service_mesh_demo.topology import TRUST_DOMAIN
 from txtoken.keys import KeySet
 from txtoken.mint import encode_jws
@@ -20,7 +23,7 @@ __all__ = ["ACCESS_TOKEN_AUDIENCE", "DEMO_USERS", "IDP_ISSUER", "USER_SCOPES", "
 
 IDP_ISSUER = f"https://idp.{TRUST_DOMAIN}"
 ACCESS_TOKEN_AUDIENCE = f"https://api.{TRUST_DOMAIN}"
-USER_SCOPES = "orders.create inventory.reserve payments.charge"
+USER_SCOPES = "orders.create orders.refund inventory.reserve payments.charge"
 #: user name -> password (a demo, not a user store).
 DEMO_USERS = {"alice": "wonderland"}
 LIFETIME = 600
@@ -31,7 +34,7 @@ def app(keys: KeySet | None = None) -> Starlette:
     signing = keys or KeySet.generate()
 
     async def token(request: Request) -> JSONResponse:
-        form = await request.form()
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         username, password = form.get("username"), form.get("password")
         if form.get("grant_type") != "password":
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
@@ -67,3 +70,12 @@ def app(keys: KeySet | None = None) -> Starlette:
     return Starlette(
         routes=[Route("/token", token, methods=["POST"]), Route("/jwks", jwks), Route("/healthz", healthz)]
     )
+
+
+def run() -> None:
+    env = DemoEnv.load()
+    key_file = env.data_dir / "idp" / "keys.json"
+    keys = KeySet.load(key_file) if key_file.exists() else KeySet.generate()
+    keys.save(key_file)
+    (env.data_dir / "idp" / "jwks.json").write_text(json.dumps(keys.public_jwks()), encoding="utf-8")
+    serve_http(app(keys), env)

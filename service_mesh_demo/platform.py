@@ -11,11 +11,14 @@ Service trusts, and delivers each credential as its workload expects it:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -23,15 +26,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from service_mesh_demo.topology import SERVICES, TRUST_DOMAIN
+from service_mesh_demo.common import DemoEnv, serve_http
+from service_mesh_demo.topology import SERVICES, TTS_IDENTIFIER
 from txtoken.keys import KeySet
 from txtoken.mint import encode_jws
 
-__all__ = ["PLATFORM_ISSUER", "Platform", "TTS_AUDIENCE", "service_account"]
+__all__ = ["PLATFORM_ISSUER", "Platform", "service_account"]
 
 PLATFORM_ISSUER = "https://kubernetes.default.svc.cluster.local"
-#: The audience workloads request for the credential they present to the Txn-Token Service.
-TTS_AUDIENCE = f"https://tts.{TRUST_DOMAIN}"
 NAMESPACE = "shop"
 TOKEN_LIFETIME = 600
 ENV_TOKEN_LIFETIME = 3600
@@ -63,7 +65,7 @@ class Platform:
         claims = {
             "iss": PLATFORM_ISSUER,
             "sub": service_account(name),
-            "aud": [TTS_AUDIENCE],
+            "aud": [TTS_IDENTIFIER],
             "iat": now,
             "nbf": now,
             "exp": now + lifetime,
@@ -113,7 +115,7 @@ class Platform:
 
 
 def app(platform: Platform) -> Starlette:
-    """Health and the platform's JWKS (also on disk for the Txn-Token Service)."""
+    """Health and the platform's JWKS (also on disk for the Txn-Token Service); rotates tokens while it runs."""
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -121,4 +123,24 @@ def app(platform: Platform) -> Starlette:
     async def jwks(request: Request) -> JSONResponse:
         return JSONResponse(platform.keys.public_jwks())
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/jwks", jwks)])
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async def rotate() -> None:
+            while True:
+                await asyncio.sleep(5)
+                platform.rotate_due()
+
+        task = asyncio.create_task(rotate())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    return Starlette(routes=[Route("/healthz", healthz), Route("/jwks", jwks)], lifespan=lifespan)
+
+
+def run() -> None:
+    env = DemoEnv.load()
+    platform = Platform(env.data_dir)
+    platform.issue_all()
+    serve_http(app(platform), env)

@@ -17,11 +17,14 @@ __all__ = [
     "DEFAULT_BASE_PORT",
     "SERVICES",
     "TRUST_DOMAIN",
+    "TTS_IDENTIFIER",
     "Service",
     "service_env",
 ]
 
 TRUST_DOMAIN = "shop.example"
+#: The Txn-Token Service's identifier: the audience of workload credentials and the ``iss`` of Txn-Tokens.
+TTS_IDENTIFIER = f"https://tts.{TRUST_DOMAIN}"
 DEFAULT_BASE_PORT = 8700
 COMPOSE_BASE_PORT = 8700
 #: Where the shared demo data (platform keys, projected tokens, TTS keys) lives inside the compose containers.

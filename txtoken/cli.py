@@ -1,11 +1,10 @@
-"""The ``txtoken`` command: keygen, mint, verify, and the demo."""
+"""The ``txtoken`` command: keygen, keys rotate, mint, verify, serve, and the demo."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,38 +105,65 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """A round trip until the service mesh demo lands: generate keys, mint, verify, refuse a tampered token."""
-    with tempfile.TemporaryDirectory(prefix="txtoken-demo-") as tmp:
-        keys_path, jwks_path = Path(tmp, "keys.json"), Path(tmp, "jwks.json")
-        keys = KeySet.generate()
-        keys.save(keys_path)
-        jwks_path.write_text(json.dumps(keys.public_jwks()), encoding="utf-8")
-        print(f"1. keygen: ES256 key {keys.active.kid}, public JWKS in {jwks_path.name}")
-        minter = TxnTokenMinter(keys, trust_domain="demo.example")
-        token = minter.mint(
-            sub="user-42",
-            scope="trade.stocks",
-            req_wl="spiffe://demo.example/gateway",
-            tctx={"action": "BUY", "ticker": "MSFT", "quantity": 100},
-            rctx={"req_ip": "192.0.2.7", "authn": "pwd"},
+    """The service mesh demo; it runs from a source checkout (``service_mesh_demo`` is not in the wheel)."""
+    try:
+        from service_mesh_demo.runner import main as run_demo
+    except ImportError:
+        raise ConfigurationError("the demo runs from a source checkout of txtoken: `make demo`") from None
+    return run_demo(args.demo_args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from txtoken.service import TokenService, create_app, load_settings
+    from txtoken.service.defaults import describe, embedded_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = load_settings(args.config) if args.config else embedded_settings()
+    service = TokenService.build(settings)
+    active = service.keystore.current().active
+    log = logging.getLogger("txtoken.service")
+    if args.config:
+        log.info(
+            "txtoken serve: %s mode, config %s, trust domain %s, identifier %s, signing key %s (%s) in %s, "
+            "%d workload(s), %d issuer(s)",
+            settings.mode,
+            args.config,
+            ", ".join(settings.trust_domains),
+            settings.identifier,
+            active.kid,
+            active.alg,
+            service.keystore.path,
+            len(settings.workloads),
+            len(settings.issuers),
         )
-        print(f"2. mint: a Txn-Token of {len(token)} bytes (typ txntoken+jwt, aud demo.example)")
-        verifier = TxnTokenVerifier(JwksFileKeySource(jwks_path), trust_domain="demo.example")
-        claims = verifier.verify(token).claims
-        print(f"3. verify: txn {claims.txn} sub {claims.sub} scope {claims.scope!r} tctx {claims.tctx}")
-        head, payload, signature = token.split(".")
-        tampered = f"{head}.{payload[:-4]}AAAA.{signature}"
-        for label, candidate, other in (
-            ("tampered payload", tampered, verifier),
-            ("another trust domain", token, TxnTokenVerifier(JwksFileKeySource(jwks_path), trust_domain="other")),
-        ):
-            try:
-                other.verify(candidate)
-            except TxTokenError as exc:
-                print(f"4. refused ({label}): {exc.code}")
-            else:
-                print(f"4. NOT refused ({label})")
-                return 1
+    else:
+        log.info("%s", describe(settings, active.kid, active.alg))
+    # proxy_headers off: the peer address must be the socket's, or a forwarded-certificate check could be spoofed.
+    uvicorn.run(
+        create_app(service, freeze_gc=True),
+        host=args.host,
+        port=args.port,
+        proxy_headers=False,
+        access_log=False,
+        log_level="info",
+    )
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    from txtoken.service import load_settings, rotate_keys
+    from txtoken.service.defaults import data_dir
+
+    settings = load_settings(args.config) if args.config else None
+    directory = Path(args.dir) if args.dir else settings.key_dir if settings else data_dir()
+    overlap = args.overlap if args.overlap is not None else settings.keys.rotation_overlap if settings else 1800
+    keys = rotate_keys(directory, overlap=overlap, algorithm=args.alg)
+    previous = ", ".join(p.key.kid for p in keys.previous) or "none"
+    print(f"active key {keys.active.kid} ({keys.active.alg}); still published: {previous}", file=sys.stderr)
     return 0
 
 
@@ -174,14 +200,34 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--legacy-claims", action="store_true", help="accept claim names of older drafts")
     verify.set_defaults(run=_verify)
 
-    demo = sub.add_parser("demo", help="run the demo")
+    serve = sub.add_parser("serve", help="run the Txn-Token Service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8400)
+    serve.add_argument("--config", help="TOML configuration file (default: the embedded development default)")
+    serve.set_defaults(run=_serve)
+
+    keys = sub.add_parser("keys", help="manage the Txn-Token Service's signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_sub.add_parser("rotate", help="make a new key active; the old one stays published for the overlap")
+    rotate.add_argument("--config", help="the service's TOML configuration (for the key directory and overlap)")
+    rotate.add_argument("--dir", help="the key directory (default: from --config, else $TXTOKEN_DATA_DIR or .txtoken)")
+    rotate.add_argument("--overlap", type=int, help="seconds the old key stays published (default 1800)")
+    rotate.add_argument("--alg", choices=ALGORITHMS, help="algorithm of the new key (default: the current one's)")
+    rotate.set_defaults(run=_keys_rotate)
+
+    demo = sub.add_parser("demo", help="run the demo service mesh (txtoken demo --help)", add_help=False)
     demo.set_defaults(run=_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``txtoken`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "demo":
+        args.demo_args = extra  # the demo runner parses its own options
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     run: Command = args.run
     try:
         return run(args)

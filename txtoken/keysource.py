@@ -11,7 +11,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -38,16 +38,34 @@ class KeySource(Protocol):
 
 
 class StaticKeySource:
-    """A fixed set of keys."""
+    """A fixed set of keys; ``retire_at`` (kid -> NumericDate) stops accepting a key from that time on."""
 
-    def __init__(self, keys: Iterable[VerificationKey]) -> None:
+    def __init__(
+        self,
+        keys: Iterable[VerificationKey],
+        *,
+        retire_at: Mapping[str, int] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._keys = key_index(keys)
+        self._retire_at = dict(retire_at or {})
+        self._clock = clock
+
+    @classmethod
+    def from_key_set(cls, keys: KeySet, *, clock: Callable[[], float] = time.time) -> StaticKeySource:
+        """The keys a key set publishes, each previous key accepted until its ``retire_at``."""
+        retiring = {p.key.kid: p.retire_at for p in keys.previous if p.retire_at is not None}
+        published = [keys.active.verification_key, *(p.key for p in keys.previous)]
+        return cls(published, retire_at=retiring, clock=clock)
 
     def cached_key(self, kid: str) -> VerificationKey | None:
-        return self._keys.get(kid)
+        key = self._keys.get(kid)
+        if key is not None and self._retire_at and self._clock() >= self._retire_at.get(kid, float("inf")):
+            return None
+        return key
 
     def fetch_key(self, kid: str) -> VerificationKey:
-        key = self._keys.get(kid)
+        key = self.cached_key(kid)
         if key is None:
             raise UnknownKey("no key with this kid")
         return key
@@ -227,10 +245,12 @@ class RemoteJwksKeySource:
             self._inflight = None
 
 
-def key_source(keys: KeySource | KeySet | Iterable[VerificationKey]) -> KeySource:
-    """Accept a key source, a key set (its published keys) or plain verification keys."""
+def key_source(
+    keys: KeySource | KeySet | Iterable[VerificationKey], *, clock: Callable[[], float] = time.time
+) -> KeySource:
+    """Accept a key source, a key set (its published keys, retired on ``clock``) or plain verification keys."""
     if isinstance(keys, KeySource):
         return keys
     if isinstance(keys, KeySet):
-        return StaticKeySource(keys.verification_keys())
+        return StaticKeySource.from_key_set(keys, clock=clock)
     return StaticKeySource(keys)

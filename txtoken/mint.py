@@ -12,8 +12,8 @@ from jwt import PyJWS
 from jwt.algorithms import OKPAlgorithm
 from pydantic import ValidationError
 
-from txtoken.claims import TXN_TOKEN_TYP, TxnTokenClaims, validation_summary
-from txtoken.errors import ConfigurationError
+from txtoken.claims import TXN_TOKEN_TYP, TxnTokenClaims, map_legacy_claims, validation_summary
+from txtoken.errors import ConfigurationError, LegacyClaims
 from txtoken.keys import KeySet, SigningKey
 from txtoken.verify import DEFAULT_MAX_LIFETIME
 
@@ -92,13 +92,24 @@ class TxnTokenMinter:
             raise ConfigurationError(f"invalid Txn-Token claims: {validation_summary(exc)}") from None
 
     def sign(self, claims: TxnTokenClaims) -> str:
-        """Sign a complete claim set; refuses one whose lifetime exceeds the cap or whose ``aud`` is foreign."""
+        """Sign a complete claim set; refuses anything a verifier would refuse (lifetime over the cap, a foreign
+        ``aud``, claim names of older drafts, a non-integer ``nbf``, values that are not JSON)."""
         lifetime = claims.exp - claims.iat
         if not 0 < lifetime <= self.max_lifetime:
             raise ConfigurationError(f"Txn-Token lifetime must be between 1 and {self.max_lifetime} seconds")
         if claims.aud != self.trust_domain:
             raise ConfigurationError("aud must be this minter's trust domain")
-        return encode_jws(claims.to_dict(), self.keys.active, typ=TXN_TOKEN_TYP)
+        payload = claims.to_dict()
+        try:
+            map_legacy_claims(payload, allow=False)
+        except LegacyClaims as exc:
+            raise ConfigurationError(exc.message) from None
+        if "nbf" in payload and type(payload["nbf"]) is not int:
+            raise ConfigurationError("nbf must be an integer NumericDate")
+        try:
+            return encode_jws(payload, self.keys.active, typ=TXN_TOKEN_TYP)
+        except ValueError:
+            raise ConfigurationError("Txn-Token claims must be JSON values (no NaN or infinity)") from None
 
     def mint(self, **kwargs: Any) -> str:
         """``sign(claims(**kwargs))``: a new Txn-Token."""

@@ -198,7 +198,7 @@ class TxnTokenVerifier:
         if leeway < 0 or max_lifetime <= 0 or max_token_size <= 0:
             raise ConfigurationError("leeway, max_lifetime and max_token_size must be positive")
         self.trust_domain = trust_domain
-        self.keys = key_source(keys)
+        self.keys = key_source(keys, clock=clock)
         self._algorithms = allowed
         self._issuer = issuer
         self._leeway = leeway

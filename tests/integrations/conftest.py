@@ -12,6 +12,22 @@ import pytest
 
 from txtoken import KeySet, RemoteJwksKeySource, TxnTokenMinter, TxnTokenVerifier, VerifiedTxnToken
 
+
+@pytest.fixture(scope="package")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="package", autouse=True)
+async def one_event_loop_for_grpc_aio() -> AsyncIterator[None]:
+    """Keep one event loop for every test of this package.
+
+    grpc.aio's completion-queue poller outlives a test: an event for a channel or server of a finished test (a GOAWAY
+    as the server stops) would be delivered to that test's closed loop and fail whichever test runs next.
+    """
+    yield
+
+
 TRUST_DOMAIN = "trade.example"
 MAX_TOKEN_SIZE = 2048
 DEFAULT_TCTX = {"action": "buy", "symbol": "MSFT", "quantity": 100}

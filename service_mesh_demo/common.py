@@ -1,0 +1,84 @@
+"""What every demo service shares: its environment, its credential, its verifier, its TTS client, how it serves."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from service_mesh_demo.topology import TTS_IDENTIFIER
+from txtoken.client import AsyncTokenServiceClient
+from txtoken.credentials import CredentialSource, EnvCredentialSource, FileCredentialSource
+from txtoken.keysource import RemoteJwksKeySource
+from txtoken.verify import TxnTokenVerifier
+
+__all__ = ["DemoEnv", "configure_logging", "serve_http"]
+
+
+@dataclass(frozen=True)
+class DemoEnv:
+    """The ``DEMO_*`` environment a service was started with (see ``topology.service_env``)."""
+
+    service: str
+    trust_domain: str
+    host: str
+    port: int
+    data_dir: Path
+    urls: dict[str, str]
+    workload_id: str | None
+
+    @classmethod
+    def load(cls) -> DemoEnv:
+        env = os.environ
+        urls = {
+            k[len("DEMO_") : -len("_URL")].lower(): v
+            for k, v in env.items()
+            if k.startswith("DEMO_") and k.endswith("_URL")
+        }
+        return cls(
+            service=env["DEMO_SERVICE"],
+            trust_domain=env["DEMO_TRUST_DOMAIN"],
+            host=env["DEMO_HOST"],
+            port=int(env["DEMO_PORT"]),
+            data_dir=Path(env["DEMO_DATA_DIR"]),
+            urls=urls,
+            workload_id=env.get("DEMO_WORKLOAD_ID"),
+        )
+
+    @property
+    def collector(self) -> str:
+        """Where hop reports go: the viewer's collector on the gateway."""
+        return f"{self.urls['gateway']}/demo/hops"
+
+    def credential(self) -> CredentialSource:
+        """The workload's platform credential, as the platform delivers it: a projected file, or the environment."""
+        if "DEMO_CREDENTIAL_FILE" in os.environ:
+            return FileCredentialSource(os.environ["DEMO_CREDENTIAL_FILE"])
+        # Shown for contrast: a static credential in the environment (logged once as discouraged outside development).
+        return EnvCredentialSource("DEMO_CREDENTIAL")
+
+    def tts_client(self) -> AsyncTokenServiceClient:
+        return AsyncTokenServiceClient(
+            f"{self.urls['tts']}/token", credential=self.credential(), trust_domain=self.trust_domain
+        )
+
+    def verifier(self) -> TxnTokenVerifier:
+        """Verifies with the TTS's published keys (plain http inside the demo's network only: https in production)."""
+        keys = RemoteJwksKeySource(f"{self.urls['tts']}/.well-known/jwks.json", allow_http=True)
+        return TxnTokenVerifier(keys, trust_domain=self.trust_domain, issuer=TTS_IDENTIFIER)
+
+
+def configure_logging(env: DemoEnv) -> None:
+    """One line per event, prefixed with the service; httpx's per-request lines are left out."""
+    logging.basicConfig(level=logging.INFO, format=f"{env.service}: %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def serve_http(app: Any, env: DemoEnv) -> None:
+    """Serve an ASGI app with uvicorn; one log line per service start, access logs off (they would be noise)."""
+    configure_logging(env)
+    uvicorn.run(app, host=env.host, port=env.port, log_level="warning", access_log=False, proxy_headers=False)

@@ -1,0 +1,91 @@
+"""inventory (gRPC aio): reserves stock. Its method binds the item and quantity of the request message to the order in
+the Txn-Token, and it augments the transaction with the reservation id before asking payments to charge.
+
+Messages are JSON (no protoc needed); the binding extractor reads a decoded message as a mapping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import grpc
+import httpx
+
+from service_mesh_demo.common import DemoEnv, configure_logging
+from service_mesh_demo.hops import ReportingServerInterceptor, aforward_trace, http_sink, note_transaction
+from txtoken.augment import aaugment
+from txtoken.context import require_transaction
+from txtoken.errors import TxTokenError
+from txtoken.policy import Policy, Rule
+from txtoken_grpc import AioTxnTokenServerInterceptor
+from txtoken_httpx import TxnTokenAuth
+
+__all__ = ["POLICY", "RESERVE", "encode_message", "serve"]
+
+SERVICE = "shop.Inventory"
+RESERVE = f"/{SERVICE}/Reserve"
+POLICY = Policy(
+    [
+        Rule(
+            RESERVE,
+            scopes=["inventory.reserve"],
+            bind={"message.order_id": "order_id", "message.item": "item", "message.quantity": "quantity"},
+        )
+    ]
+)
+
+
+def encode_message(value: Any) -> bytes:
+    """Messages on the wire: JSON."""
+    return json.dumps(value).encode("utf-8")
+
+
+async def serve(env: DemoEnv) -> None:
+    verifier = env.verifier()
+    tts = env.tts_client()
+    payments_url = env.urls["payments"]
+    auth = TxnTokenAuth(trusted_hosts=[httpx.URL(payments_url).host])
+    http = httpx.AsyncClient(
+        auth=auth, timeout=10.0, event_hooks={"request": [*auth.async_event_hooks["request"], aforward_trace]}
+    )
+
+    async def reserve(request: dict[str, Any], context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, Any]:
+        note_transaction(require_transaction())
+        reservation_id = f"r-{uuid.uuid4().hex[:8]}"
+        try:
+            async with aaugment(tts, verifier, request_details={"reservation_id": reservation_id}):
+                charged = await http.post(
+                    f"{payments_url}/charges", params={"order_id": request["order_id"], "amount": request["amount"]}
+                )
+        except TxTokenError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{exc.code}: the TTS refused the replacement")
+        if charged.status_code != 200:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{charged.json().get('error')}: payment refused")
+        return {"reservation_id": reservation_id, **charged.json()}
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        reserve, request_deserializer=json.loads, response_serializer=encode_message
+    )
+    server = grpc.aio.server(
+        interceptors=[
+            ReportingServerInterceptor(service="inventory", sink=http_sink(env.collector)),
+            AioTxnTokenServerInterceptor(verifier, policy=POLICY),
+        ]
+    )
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {"Reserve": handler})])
+    server.add_insecure_port(f"{env.host}:{env.port}")
+    await server.start()
+    try:
+        await server.wait_for_termination()
+    finally:
+        await http.aclose()
+        await tts.aclose()
+
+
+def run() -> None:
+    env = DemoEnv.load()
+    configure_logging(env)
+    asyncio.run(serve(env))

@@ -1,0 +1,99 @@
+"""orders (ASGI): places an order. Its route binds the order id in the path to the one the Txn-Token carries, and it
+narrows the scope before calling inventory: least privilege for everything downstream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service_mesh_demo.common import DemoEnv, serve_http
+from service_mesh_demo.hops import ReportingMiddleware, TraceClientInterceptor, http_sink, note_transaction
+from service_mesh_demo.inventory import RESERVE, encode_message
+from txtoken.augment import aaugment
+from txtoken.context import require_transaction
+from txtoken.errors import TxTokenError
+from txtoken.policy import Policy, Rule
+from txtoken_asgi import TxnTokenMiddleware
+from txtoken_grpc import aio_client_interceptors
+
+__all__ = ["POLICY", "app"]
+
+POLICY = Policy(
+    [
+        Rule("POST /orders/{order_id}", scopes=["orders.create"], bind={"path.order_id": "order_id"}),
+        Rule("POST /orders/{order_id}/refund", scopes=["orders.refund"], bind={"path.order_id": "order_id"}),
+    ]
+)
+
+
+def app(env: DemoEnv) -> Starlette:
+    verifier = env.verifier()
+    tts = env.tts_client()
+    inventory: dict[str, grpc.aio.UnaryUnaryMultiCallable[dict[str, Any], dict[str, Any]]] = {}
+
+    async def place(request: Request) -> Response:
+        order = require_transaction().tctx
+        try:
+            async with aaugment(tts, verifier, scope="inventory.reserve payments.charge"):
+                reply = await inventory["reserve"](
+                    {k: order[k] for k in ("order_id", "item", "quantity", "amount")},
+                    timeout=10,
+                )
+        except TxTokenError as exc:
+            return JSONResponse({"error": exc.code, "error_description": exc.message}, status_code=exc.http_status)
+        except grpc.aio.AioRpcError as exc:
+            code = (exc.details() or "").split(":", 1)[0] or exc.code().name.lower()
+            return JSONResponse({"error": code, "error_description": "inventory refused"}, status_code=502)
+        return JSONResponse({"order_id": order["order_id"], "status": "placed", **reply})
+
+    async def refund(request: Request) -> Response:
+        # A refund needs payments.refund, which the user never granted: the TTS refuses to widen the scope (§13.15).
+        try:
+            async with aaugment(tts, verifier, scope="orders.refund payments.refund"):
+                pass
+        except TxTokenError as exc:
+            note_transaction(require_transaction(), note=f"asked the TTS for payments.refund: {exc.code}")
+            return JSONResponse({"error": exc.code, "error_description": exc.message}, status_code=403)
+        return JSONResponse({"error": "unexpected", "error_description": "the TTS widened the scope"}, status_code=500)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # A grpc.aio channel belongs to the event loop it is created on: the server's.
+        interceptors = [*aio_client_interceptors(), TraceClientInterceptor()]
+        async with grpc.aio.insecure_channel(env.urls["inventory"], interceptors=interceptors) as channel:
+            inventory["reserve"] = channel.unary_unary(
+                RESERVE, request_serializer=encode_message, response_deserializer=json.loads
+            )
+            yield
+        await tts.aclose()
+
+    return Starlette(
+        routes=[
+            Route("/orders/{order_id}", place, methods=["POST"]),
+            Route("/orders/{order_id}/refund", refund, methods=["POST"]),
+            Route("/healthz", healthz),
+        ],
+        middleware=[
+            Middleware(ReportingMiddleware, service="orders", sink=http_sink(env.collector), prefixes=("/orders",)),
+            Middleware(TxnTokenMiddleware, verifier=verifier, policy=POLICY, exempt_paths=["/healthz"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def run() -> None:
+    env = DemoEnv.load()
+    serve_http(app(env), env)

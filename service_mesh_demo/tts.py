@@ -1,0 +1,23 @@
+"""The demo's Txn-Token Service: ``txtoken.service`` with ``tts.toml``, run from the demo data directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from service_mesh_demo.common import DemoEnv, serve_http
+from txtoken.keys import KeySet
+from txtoken.service.app import TokenService, create_app
+from txtoken.service.config import load_settings
+
+CONFIG = Path(__file__).with_name("tts.toml")
+
+
+def run() -> None:
+    env = DemoEnv.load()
+    os.chdir(env.data_dir)
+    key_file = Path("tts", "keys.json")
+    if not key_file.exists():  # what `txtoken keygen --out tts/keys.json` does, once, before any replica starts
+        KeySet.generate().save(key_file)
+    settings = load_settings(CONFIG)
+    serve_http(create_app(TokenService.build(settings), freeze_gc=True), env)

@@ -1,0 +1,356 @@
+"""Key sources: static keys, a JWKS file that is reloaded when it changes, and a remote JWKS over a real server.
+
+Remote tests run a uvicorn server on loopback and count requests at the server. Time is a fake clock for the key
+source (its monotonic clock) and another for the verifier (wall clock), so nothing sleeps except the server's own
+artificial delay that keeps a fetch in flight while concurrent verifications pile up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from txtoken import JwksFileKeySource, KeySet, RemoteJwksKeySource, SigningKey, StaticKeySource, TxnTokenVerifier
+from txtoken.errors import ConfigurationError, KeysUnavailable, TxTokenError, UnknownKey
+
+from ..conftest import RunningServer
+from .conftest import FakeClock, claims, header, raises_exactly, rejected, sign, token, verifier
+
+# --- static ---------------------------------------------------------------------------------------------------------
+
+
+def test_static_key_source(signing_keys: dict[str, SigningKey]) -> None:
+    es, ed = signing_keys["ES256"], signing_keys["Ed25519"]
+    source = StaticKeySource([es.verification_key, ed.verification_key])
+    assert source.cached_key(es.kid) == es.verification_key
+    assert source.fetch_key(ed.kid) == ed.verification_key
+    assert source.cached_key("nope") is None
+    raises_exactly(UnknownKey, "kid_unknown", lambda: source.fetch_key("nope"))
+    v = verifier(source)
+    assert v.verify(token(es)).kid == es.kid and v.verify(token(ed)).kid == ed.kid
+    rejected(v, token(SigningKey.generate()), UnknownKey, "kid_unknown")
+    # A key set is accepted directly: its published keys.
+    assert verifier(KeySet(es)).verify(token(es)).kid == es.kid
+
+
+@pytest.mark.anyio
+async def test_static_key_source_async(es256: SigningKey) -> None:
+    source = StaticKeySource([es256.verification_key])
+    assert await source.afetch_key(es256.kid) == es256.verification_key
+    with pytest.raises(UnknownKey):
+        await source.afetch_key("nope")
+    assert (await verifier(source).averify(token(es256))).kid == es256.kid
+
+
+# --- JWKS file ------------------------------------------------------------------------------------------------------
+
+
+def _jwks(*keys: SigningKey) -> str:
+    return json.dumps({"keys": [k.verification_key.to_jwk() for k in keys]})
+
+
+def test_jwks_file_rewritten_in_place_is_reloaded(tmp_path: Path) -> None:
+    a, b = SigningKey.generate(), SigningKey.generate()
+    path = tmp_path / "jwks.json"
+    path.write_text(_jwks(a))
+    v = verifier(JwksFileKeySource(path))
+    assert v.verify(token(a)).kid == a.kid
+    before = path.stat()
+    path.write_text(_jwks(b))  # same inode, same size (one P-256 key each)
+    # As if rewritten within the same filesystem timestamp tick: size, inode and mtime all unchanged.
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_ino, path.stat().st_size, path.stat().st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    assert v.verify(token(b)).kid == b.kid  # unknown kid: the file is checked again at once
+
+
+def test_jwks_file_replaced_by_atomic_rename_is_reloaded(tmp_path: Path) -> None:
+    a, b = SigningKey.generate(), SigningKey.generate()
+    path = tmp_path / "jwks.json"
+    path.write_text(_jwks(a))
+    v = verifier(JwksFileKeySource(path))
+    assert v.verify(token(a)).kid == a.kid
+    staged = tmp_path / ".jwks.json.tmp"
+    staged.write_text(_jwks(a, b))
+    os.replace(staged, path)
+    assert v.verify(token(b)).kid == b.kid
+    assert v.verify(token(a)).kid == a.kid
+
+
+def test_jwks_file_removed_key_is_dropped_after_the_check_interval(tmp_path: Path) -> None:
+    a, b = SigningKey.generate(), SigningKey.generate()
+    path = tmp_path / "jwks.json"
+    path.write_text(_jwks(a, b))
+    mono = FakeClock(0)
+    v = verifier(JwksFileKeySource(path, check_interval=5, clock=mono))
+    assert v.verify(token(b)).kid == b.kid
+    path.write_text(_jwks(a))
+    mono.advance(4.9)
+    assert v.verify(token(b)).kid == b.kid  # not checked yet
+    mono.advance(0.1)
+    rejected(v, token(b), UnknownKey, "kid_unknown")
+    assert v.verify(token(a)).kid == a.kid
+
+
+def test_jwks_file_broken_or_missing(tmp_path: Path) -> None:
+    a = SigningKey.generate()
+    path = tmp_path / "jwks.json"
+    v = verifier(JwksFileKeySource(path))
+    rejected(v, token(a), KeysUnavailable, "keys_unavailable")  # never readable: fail closed
+    path.write_text(_jwks(a))
+    assert v.verify(token(a)).kid == a.kid  # appears later: used
+    for broken in ("{", '{"keys": "none"}', ""):
+        path.write_text(broken)
+        assert v.verify(token(a)).kid == a.kid  # a bad rewrite keeps the last good keys
+        rejected(v, token(SigningKey.generate()), UnknownKey, "kid_unknown")
+    path.unlink()
+    assert v.verify(token(a)).kid == a.kid
+
+
+# --- remote JWKS over a real server ---------------------------------------------------------------------------------
+
+
+@dataclass
+class JwksEndpoint:
+    """A TTS's JWKS endpoint whose answers the test controls; ``requests`` counts what reached the server."""
+
+    document: dict[str, Any]
+    status: int = 200
+    delay: float = 0.0
+    requests: int = 0
+    redirected: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def jwks(self, request: Request) -> Response:
+        with self.lock:
+            self.requests += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.status != 200:
+            return PlainTextResponse("down", status_code=self.status)
+        return JSONResponse(self.document)
+
+    async def moved(self, request: Request) -> Response:
+        with self.lock:
+            self.redirected += 1
+        return RedirectResponse("/jwks", status_code=int(request.path_params["status"]))
+
+    async def garbage(self, request: Request) -> Response:
+        return PlainTextResponse("<html>not json</html>")
+
+
+def _endpoint(serve: Callable[..., RunningServer], *keys: SigningKey) -> tuple[JwksEndpoint, RunningServer]:
+    endpoint = JwksEndpoint({"keys": [k.verification_key.to_jwk() for k in keys]})
+    app = Starlette(
+        routes=[
+            Route("/jwks", endpoint.jwks),
+            Route("/moved/{status:int}", endpoint.moved),
+            Route("/garbage", endpoint.garbage),
+        ]
+    )
+    return endpoint, serve(app)
+
+
+def _remote(server: RunningServer, mono: FakeClock, path: str = "/jwks", **options: Any) -> RemoteJwksKeySource:
+    options.setdefault("ttl", 60)
+    options.setdefault("min_refresh_interval", 10)
+    options.setdefault("max_stale", 300)
+    return RemoteJwksKeySource(f"{server.url}{path}", allow_http=True, clock=mono, **options)
+
+
+def test_remote_refreshes_after_the_ttl(es256: SigningKey, serve: Callable[..., RunningServer]) -> None:
+    endpoint, server = _endpoint(serve, es256)
+    mono = FakeClock(0)
+    v = verifier(_remote(server, mono))
+    tok = token(es256)
+    assert v.verify(tok).kid == es256.kid
+    assert endpoint.requests == 1
+    mono.advance(59)
+    v.verify(tok)
+    assert endpoint.requests == 1  # fresh: served from memory
+    mono.advance(1)
+    v.verify(tok)
+    assert endpoint.requests == 2  # TTL over: refetched
+
+
+def test_remote_picks_up_a_rotation_on_unknown_kid_at_most_once_per_interval(
+    es256: SigningKey, serve: Callable[..., RunningServer]
+) -> None:
+    endpoint, server = _endpoint(serve, es256)
+    mono = FakeClock(0)
+    v = verifier(_remote(server, mono))
+    v.verify(token(es256))
+    new = SigningKey.generate()
+    endpoint.document = KeySet(es256).rotate(new, overlap=600).public_jwks()
+    mono.advance(9)
+    rejected(v, token(new), UnknownKey, "kid_unknown")  # within min_refresh_interval: no fetch
+    assert endpoint.requests == 1
+    mono.advance(1)
+    assert v.verify(token(new)).kid == new.kid  # unknown kid: one refresh, rotation picked up
+    assert endpoint.requests == 2
+    for _ in range(20):  # kid spraying right after a refresh fetches nothing
+        rejected(v, token(SigningKey.generate()), UnknownKey, "kid_unknown")
+    assert endpoint.requests == 2
+    assert v.verify(token(es256)).kid == es256.kid
+
+
+def _tokens_for(key: SigningKey, n: int) -> list[str]:
+    return [token(key, payload=claims(txn=f"txn-{i}")) for i in range(n)]
+
+
+def _sprayed(key: SigningKey, n: int) -> list[str]:
+    return [sign(header(key, kid=f"made-up-{i}"), claims(), key) for i in range(n)]
+
+
+def _warm_then_rotate(
+    serve: Callable[..., RunningServer], old: SigningKey
+) -> tuple[JwksEndpoint, TxnTokenVerifier, FakeClock, SigningKey]:
+    endpoint, server = _endpoint(serve, old)
+    mono = FakeClock(0)
+    v = verifier(_remote(server, mono))
+    v.verify(token(old))
+    assert endpoint.requests == 1
+    new = SigningKey.generate()
+    endpoint.document = KeySet(old).rotate(new, overlap=600).public_jwks()
+    endpoint.delay = 0.3  # keep the refresh in flight while the others arrive
+    mono.advance(10)
+    return endpoint, v, mono, new
+
+
+@pytest.mark.anyio
+async def test_remote_100_concurrent_unknown_kid_async_verifications_fetch_once(
+    es256: SigningKey, serve: Callable[..., RunningServer]
+) -> None:
+    endpoint, v, _, new = _warm_then_rotate(serve, es256)
+    results = await asyncio.gather(*(v.averify(t) for t in _tokens_for(new, 100)))
+    assert {r.kid for r in results} == {new.kid} and len(results) == 100
+    assert endpoint.requests == 2  # the warm-up fetch and one refresh
+    sprayed = await asyncio.gather(*(v.averify(t) for t in _sprayed(es256, 100)), return_exceptions=True)
+    assert all(isinstance(e, UnknownKey) and e.code == "kid_unknown" for e in sprayed)
+    assert endpoint.requests == 2  # within min_refresh_interval of the refresh
+
+
+@pytest.mark.anyio
+async def test_remote_100_concurrent_sprayed_kids_async_fetch_once(
+    es256: SigningKey, serve: Callable[..., RunningServer]
+) -> None:
+    endpoint, v, _, _ = _warm_then_rotate(serve, es256)
+    sprayed = await asyncio.gather(*(v.averify(t) for t in _sprayed(es256, 100)), return_exceptions=True)
+    assert all(isinstance(e, UnknownKey) and e.code == "kid_unknown" for e in sprayed)
+    assert endpoint.requests == 2
+
+
+def _run_threads(v: TxnTokenVerifier, tokens: list[str]) -> list[object]:
+    barrier = threading.Barrier(len(tokens))
+
+    def one(tok: str) -> object:
+        barrier.wait()
+        try:
+            return v.verify(tok)
+        except TxTokenError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=len(tokens)) as pool:
+        return list(pool.map(one, tokens))
+
+
+def test_remote_100_concurrent_unknown_kid_threaded_verifications_fetch_once(
+    es256: SigningKey, serve: Callable[..., RunningServer]
+) -> None:
+    endpoint, v, mono, new = _warm_then_rotate(serve, es256)
+    results = _run_threads(v, _tokens_for(new, 100))
+    assert all(getattr(r, "kid", None) == new.kid for r in results)
+    assert endpoint.requests == 2
+    mono.advance(10)
+    sprayed = _run_threads(v, _sprayed(es256, 100))
+    assert all(isinstance(e, UnknownKey) and e.code == "kid_unknown" for e in sprayed)
+    assert endpoint.requests == 3
+
+
+def test_remote_endpoint_down_serves_cached_keys_then_fails_closed(
+    es256: SigningKey, serve: Callable[..., RunningServer]
+) -> None:
+    endpoint, server = _endpoint(serve, es256)
+    mono = FakeClock(0)
+    v = verifier(_remote(server, mono))  # ttl 60, min_refresh_interval 10, max_stale 300
+    tok = token(es256)
+    v.verify(tok)  # last success at t=0
+    endpoint.status = 503
+    for t in (100, 250, 299):
+        mono.now = t
+        assert v.verify(tok).kid == es256.kid  # stale but within max_stale
+    assert endpoint.requests == 4  # each stale lookup retried the endpoint (rate-limited)
+    rejected(v, token(SigningKey.generate()), UnknownKey, "kid_unknown")
+    mono.now = 300
+    rejected(v, tok, KeysUnavailable, "keys_unavailable")
+    mono.now = 1000
+    rejected(v, tok, KeysUnavailable, "keys_unavailable")
+    endpoint.status = 200  # back: the next allowed refresh recovers
+    mono.advance(10)
+    assert v.verify(tok).kid == es256.kid
+
+
+@pytest.mark.anyio
+async def test_remote_endpoint_unreachable_async(es256: SigningKey, serve: Callable[..., RunningServer]) -> None:
+    endpoint, server = _endpoint(serve, es256)
+    mono = FakeClock(0)
+    v = verifier(_remote(server, mono))
+    tok = token(es256)
+    await v.averify(tok)
+    server.stop()  # connection refused from now on
+    mono.now = 200
+    assert (await v.averify(tok)).kid == es256.kid
+    mono.now = 300
+    with pytest.raises(KeysUnavailable) as info:
+        await v.averify(tok)
+    assert type(info.value) is KeysUnavailable and info.value.code == "keys_unavailable"
+    assert endpoint.requests == 1
+
+
+@pytest.mark.anyio
+async def test_remote_cold_start_failures_fail_closed(es256: SigningKey, serve: Callable[..., RunningServer]) -> None:
+    endpoint, server = _endpoint(serve, es256)
+    endpoint.status = 500
+    rejected(verifier(_remote(server, FakeClock(0))), token(es256), KeysUnavailable, "keys_unavailable")
+    garbage = verifier(_remote(server, FakeClock(0), path="/garbage"))
+    rejected(garbage, token(es256), KeysUnavailable, "keys_unavailable")
+    with pytest.raises(KeysUnavailable):
+        await verifier(_remote(server, FakeClock(0), path="/garbage")).averify(token(es256))
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_remote_redirects_are_not_followed(es256: SigningKey, serve: Callable[..., RunningServer], status: int) -> None:
+    endpoint, server = _endpoint(serve, es256)
+    v = verifier(_remote(server, FakeClock(0), path=f"/moved/{status}"))
+    rejected(v, token(es256), KeysUnavailable, "keys_unavailable")
+    assert endpoint.redirected == 1
+    assert endpoint.requests == 0  # the redirect target was never fetched
+
+
+@pytest.mark.anyio
+async def test_remote_redirects_are_not_followed_async(es256: SigningKey, serve: Callable[..., RunningServer]) -> None:
+    endpoint, server = _endpoint(serve, es256)
+    with pytest.raises(KeysUnavailable):
+        await verifier(_remote(server, FakeClock(0), path="/moved/302")).averify(token(es256))
+    assert (endpoint.redirected, endpoint.requests) == (1, 0)
+
+
+def test_remote_http_is_refused_without_allow_http() -> None:
+    raises_exactly(ConfigurationError, "configuration_error", lambda: RemoteJwksKeySource("http://127.0.0.1:8080/jwks"))
+    assert isinstance(RemoteJwksKeySource("http://127.0.0.1:8080/jwks", allow_http=True), RemoteJwksKeySource)

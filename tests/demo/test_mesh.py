@@ -1,0 +1,165 @@
+"""The demo mesh end to end: every service a real process on loopback, the scripted scenario, the viewer in a real
+headless browser, and `txtoken demo --once` as a newcomer runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service_mesh_demo.mesh import Mesh
+from service_mesh_demo.runner import format_result
+from service_mesh_demo.scenario import STEPS, StepResult, run_scenario
+from service_mesh_demo.topology import SERVICES
+
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
+SPAN = max(service.offset for service in SERVICES) + 1
+
+
+def free_base_port() -> int:
+    """A base port whose whole range of the mesh is free on loopback."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base: int = probe.getsockname()[1]
+        if base + SPAN > 65535:
+            continue
+        try:
+            for port in range(base, base + SPAN):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port range")
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    with Mesh(tmp_path_factory.mktemp("mesh"), base_port=free_base_port()) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def results(mesh: Mesh) -> dict[str, StepResult]:
+    return {result.step.label: result for result in run_scenario(mesh)}
+
+
+def hops(result: StepResult) -> list[dict[str, Any]]:
+    return sorted(result.hops, key=lambda h: h["at"])
+
+
+def test_every_step_of_the_scenario_has_its_expected_outcome(results: dict[str, StepResult]) -> None:
+    assert [r.step.label for r in results.values()] == [step.label for step in STEPS]
+    failed = {label: (r.step.expected, r.outcome) for label, r in results.items() if not r.passed}
+    assert not failed
+
+
+def test_purchase_carries_txn_sub_and_augmented_context_to_the_last_hop(results: dict[str, StepResult]) -> None:
+    chain = hops(results["legitimate purchase"])
+    assert [(h["service"], h["protocol"], h["verdict"]) for h in chain] == [
+        ("gateway", "http", "ok"),
+        ("orders", "http", "ok"),
+        ("inventory", "grpc", "ok"),
+        ("payments", "http", "ok"),
+    ]
+    assert len({h["txn"] for h in chain}) == 1  # one transaction across every hop and every replacement
+    # each hop saw the token it was sent: the gateway's, then orders' and inventory's replacements
+    assert [h["req_wl"].rsplit("/", 1)[-1] for h in chain] == ["gateway", "gateway", "orders", "inventory"]
+    assert chain[1]["scope"] == "orders.create inventory.reserve payments.charge"
+    assert chain[2]["scope"] == chain[3]["scope"] == "inventory.reserve payments.charge"  # narrowed by orders
+    assert "reservation_id" not in chain[2]["tctx_keys"]
+    assert set(chain[3]["tctx_keys"]) == {"order_id", "item", "quantity", "amount", "currency", "reservation_id"}
+
+
+@pytest.mark.parametrize("label", [step.label for step in STEPS[1:-1]])
+def test_attacks_are_refused_at_the_first_hop(results: dict[str, StepResult], label: str) -> None:
+    [hop] = hops(results[label])
+    assert hop["verdict"] == results[label].step.expected
+    assert hop["txn"] is None  # nothing ran inside a transaction
+
+
+def test_scope_escalation_is_refused_by_the_tts(results: dict[str, StepResult], mesh: Mesh) -> None:
+    chain = hops(results["scope escalation at replacement"])
+    assert [(h["service"], h["verdict"]) for h in chain] == [("gateway", "invalid_scope"), ("orders", "invalid_scope")]
+    audit = mesh.log_tail("tts", lines=200)
+    assert '"outcome":"refused","error":"invalid_scope"' in audit
+
+
+def test_runner_prints_a_table_of_hops(results: dict[str, StepResult]) -> None:
+    table = format_result(results["legitimate purchase"])
+    assert table.startswith("✔ 1. legitimate purchase")
+    for column in ("service", "protocol", "req_wl", "scope", "tctx keys", "verdict", "ms"):
+        assert column in table.splitlines()[2]
+    assert "inventory  grpc" in table
+
+
+def test_no_token_in_any_log_or_hop_report(results: dict[str, StepResult], mesh: Mesh) -> None:
+    logs = "".join(path.read_text(encoding="utf-8", errors="replace") for path in mesh.log_dir.glob("*.log"))
+    assert "txtoken.audit" in logs
+    assert not JWT.search(logs)
+    assert not JWT.search(repr([r.hops for r in results.values()]))
+
+
+def test_viewer_shows_every_transaction_in_a_headless_browser(
+    results: dict[str, StepResult], mesh: Mesh, tmp_path: Path
+) -> None:
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.skip("no browser: `apt-get install chromium` (Debian's; .ci/run installs it) to run this test")
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+    ]
+    url = f"{mesh.url('gateway')}/"
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    for result in results.values():
+        assert f'data-trace="{result.trace}"' in dom
+    assert dom.count('class="txn refused"') == len(STEPS) - 1
+    assert dom.count('class="txn allowed"') == 1
+    for step in STEPS[1:]:
+        assert f'data-verdict="{step.expected}"' in dom
+    screenshot = Path(os.environ.get("TXTOKEN_DEMO_SCREENSHOT", tmp_path / "viewer.png"))
+    subprocess.run(
+        [browser, *flags, "--window-size=1100,2200", f"--screenshot={screenshot}", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert screenshot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_txtoken_demo_once_runs_the_scenario_and_exits_0(tmp_path: Path) -> None:
+    txtoken = Path(sys.executable).with_name("txtoken")
+    base = free_base_port()
+    result = subprocess.run(
+        [str(txtoken), "demo", "--once", "--base-port", str(base), "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(STEPS)} of {len(STEPS)} steps had the expected outcome." in result.stdout
+    assert "✘" not in result.stdout
+    for service in SERVICES:  # every service was stopped
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", base + service.offset)) != 0

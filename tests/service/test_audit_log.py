@@ -1,0 +1,88 @@
+"""The audit log (one JSON line per issuance and per refusal) and §15.2: no token in any captured log line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from txtoken.claims import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_UNSIGNED_JSON
+from txtoken.errors import TxTokenError
+from txtoken.service.audit import AUDIT_LOGGER
+
+from .conftest import GATEWAY, ORDERS, TRUST_DOMAIN, Tts, tamper
+
+
+def _audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == AUDIT_LOGGER]
+
+
+def test_one_audit_line_per_issuance_and_refusal(tts: Tts, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    token = tts.issue(scope="trade.read")
+    tts.post(tts.form(scope="trade.admin"))
+    issued, refused = _audit_lines(caplog)
+    assert issued["outcome"] == "issued"
+    assert issued["token_sha256"] == hashlib.sha256(token.encode()).hexdigest()
+    assert issued["txn"] == tts.verifier().verify(token).txn
+    assert (issued["req_wl"], issued["aud"], issued["scope"]) == (GATEWAY, TRUST_DOMAIN, "trade.read")
+    assert issued["subject_token_type"] == TOKEN_TYPE_ACCESS_TOKEN
+    assert isinstance(issued["time"], float)
+    assert refused["outcome"] == "refused"
+    assert refused["error"] == "invalid_scope"
+    assert refused["reason"]
+    assert refused["txn"] is None
+    assert "token_sha256" not in refused
+
+
+def test_replacement_is_audited_as_such(tts: Tts, caplog: pytest.LogCaptureFixture) -> None:
+    token = tts.issue()
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    tts.post(tts.replace_form(token, tts.platform.k8s_token()))
+    (line,) = _audit_lines(caplog)
+    assert line["replacement"] is True
+    assert line["req_wl"] == ORDERS
+    assert line["txn"] == tts.verifier().verify(token).txn
+
+
+def test_no_token_in_any_log_line(tts: Tts, caplog: pytest.LogCaptureFixture) -> None:
+    """§15.2: complete Txn-Tokens MUST NOT be logged; nor any subject token, assertion or secret."""
+    caplog.set_level(logging.DEBUG)
+    secrets: list[str] = []
+
+    def post(form: dict[str, str], **kwargs: Any) -> None:
+        secrets.extend(v for k, v in form.items() if k in ("subject_token", "client_assertion"))
+        response = tts.post(form, **kwargs)
+        if response.status_code == 200:
+            secrets.append(response.json()["access_token"])
+
+    post(tts.form())
+    post(tts.form(subject_token=tamper(tts.platform.access_token(), sub="mallory")))
+    post(tts.form(subject_token=tts.platform.access_token(exp_in=-1)))
+    post(tts.form(client_assertion=tts.gateway_assertion(aud="wrong")))
+    post(
+        tts.form(subject_token='{"sub": "pii-user-7"}', subject_token_type=TOKEN_TYPE_UNSIGNED_JSON, scope="trade.read")
+    )
+    post(tts.form(subject_token="opaque-secret-value-123"))
+    issued = tts.issue()
+    secrets.append(issued)
+    post(tts.replace_form(issued, tts.platform.k8s_token()))
+    post(tts.replace_form(issued, tts.platform.k8s_token(), scope="admin"))
+    post(tts.form(client_assertion=issued))  # a Txn-Token as a credential
+    with tts.client(credential=lambda: "bogus.assertion.value") as client:
+        with pytest.raises(TxTokenError) as caught:
+            client.exchange(subject_token=issued, subject_token_type=TOKEN_TYPE_ACCESS_TOKEN, scope="trade.read")
+        secrets.append("bogus.assertion.value")
+    assert issued not in str(caught.value)
+
+    text = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert any(r.name == AUDIT_LOGGER for r in caplog.records)
+    for secret in secrets:
+        assert secret not in text
+        for part in secret.split("."):
+            if len(part) > 20:
+                assert part not in text
+    assert "pii-user-7" not in text

@@ -1,0 +1,187 @@
+"""Requester authentication (§11.5): RFC 7523 client assertions (workload key pairs, Kubernetes, SPIFFE, GitHub
+Actions) and mTLS through the trusted proxy's forwarded client certificate; the identity becomes ``req_wl``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from txtoken.claims import CLIENT_ASSERTION_TYPE_JWT_BEARER
+
+from .conftest import GATEWAY, IDENTIFIER, ORDERS, PAYMENTS, TRUST_DOMAIN, StartTts, Tts, assertion, tamper
+
+XFCC = "x-forwarded-client-cert"
+
+
+def _invalid_client(response: httpx.Response) -> str:
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
+    description: str = response.json()["error_description"]
+    return description
+
+
+def _replace(
+    tts: Tts, client_assertion: str | None, headers: dict[str, str] | None = None, **params: Any
+) -> httpx.Response:
+    return tts.post(tts.replace_form(tts.issue(), client_assertion, **params), headers=headers)
+
+
+# --- a key pair registered for the workload --------------------------------------------------------------------------
+
+
+def test_workload_key_assertion_sets_req_wl(tts: Tts) -> None:
+    assert tts.verifier().verify(tts.issue()).req_wl == GATEWAY
+
+
+KEY_FORGERIES: dict[str, Callable[[Tts], str]] = {
+    "aud = the trust domain": lambda t: t.gateway_assertion(aud=TRUST_DOMAIN),
+    "aud = the token endpoint URL": lambda t: t.gateway_assertion(aud=t.token_endpoint),
+    "missing aud": lambda t: t.gateway_assertion(aud=None),
+    "expired": lambda t: t.gateway_assertion(exp_in=-1),
+    "missing exp": lambda t: t.gateway_assertion(exp=None),
+    "signed by another key": lambda t: assertion(t.keys.rogue, GATEWAY),
+    "bad signature": lambda t: tamper(t.gateway_assertion(), jti="replayed"),
+    "sub is not the workload": lambda t: t.gateway_assertion(sub=ORDERS),
+    "unknown workload": lambda t: assertion(t.keys.gateway, "spiffe://td.example/unknown"),
+    "typ at+jwt": lambda t: t.gateway_assertion(typ="at+jwt"),
+    "not a JWT": lambda t: "gateway",
+}
+
+
+@pytest.mark.parametrize("forge", KEY_FORGERIES.values(), ids=KEY_FORGERIES.keys())
+def test_workload_key_assertion_forgeries_refused(tts: Tts, forge: Callable[[Tts], str]) -> None:
+    _invalid_client(tts.post(tts.form(client_assertion=forge(tts))))
+
+
+def test_txn_token_cannot_authenticate_a_workload_13_12(tts: Tts) -> None:
+    """§13.12: a workload MUST NOT use a Txn-Token to authenticate itself to the TTS."""
+    description = _invalid_client(tts.post(tts.form(client_assertion=tts.issue())))
+    assert "13.12" in description
+
+
+def test_wrong_client_assertion_type_refused(tts: Tts) -> None:
+    _invalid_client(
+        tts.post(tts.form(client_assertion_type="urn:ietf:params:oauth:client-assertion-type:saml2-bearer"))
+    )
+
+
+def test_client_id_naming_another_workload_refused(tts: Tts) -> None:
+    _invalid_client(tts.post(tts.form(client_id=ORDERS)))
+    assert tts.post(tts.form(client_id=GATEWAY)).status_code == 200
+
+
+# --- platform credentials: Kubernetes service-account tokens ------------------------------------------------------
+
+
+def test_kubernetes_service_account_authenticates_orders(tts: Tts) -> None:
+    response = _replace(tts, tts.platform.k8s_token())
+    assert response.status_code == 200, response.text
+    assert tts.verifier().verify(response.json()["access_token"]).req_wl == ORDERS
+
+
+_WITHOUT_K8S_CLAIM: dict[str, Any] = {"kubernetes.io": None}
+K8S_FORGERIES: dict[str, Callable[[Tts], str]] = {
+    "another namespace": lambda t: t.platform.k8s_token(namespace="other"),
+    "another service account": lambda t: t.platform.k8s_token(account="payments"),
+    "aud = the API server (not the TTS)": lambda t: t.platform.k8s_token(aud="https://kubernetes.default.svc"),
+    "expired": lambda t: t.platform.k8s_token(exp_in=-1),
+    "bad signature": lambda t: tamper(t.platform.k8s_token(), jti="replayed"),
+    "sub disagrees with kubernetes.io": lambda t: t.platform.k8s_token(sub="system:serviceaccount:shop:admin"),
+    "missing kubernetes.io": lambda t: t.platform.k8s_token(**_WITHOUT_K8S_CLAIM),
+    "signed by an unknown key": lambda t: t.platform.k8s_token(key=t.keys.rogue),
+    "unknown issuer": lambda t: t.platform.k8s_token(iss="https://other-cluster.example"),
+}
+
+
+@pytest.mark.parametrize("forge", K8S_FORGERIES.values(), ids=K8S_FORGERIES.keys())
+def test_kubernetes_assertion_forgeries_refused(tts: Tts, forge: Callable[[Tts], str]) -> None:
+    _invalid_client(_replace(tts, forge(tts)))
+
+
+def test_spiffe_svid_of_a_workload_without_a_policy_refused(tts: Tts) -> None:
+    _invalid_client(_replace(tts, tts.platform.svid(spiffe_id="spiffe://td.example/unknown")))
+
+
+def test_github_token_outside_the_issuer_allow_list_refused(tts: Tts) -> None:
+    _invalid_client(_replace(tts, tts.platform.github_token(ref="refs/heads/feature")))
+
+
+# --- mTLS through the trusted proxy ----------------------------------------------------------------------------------
+
+
+def _xfcc(uri: str = PAYMENTS) -> str:
+    return f'By=spiffe://td.example/tts;Hash=0a1b2c;Subject="CN=payments,O=td";URI={uri}'
+
+
+def test_forwarded_certificate_from_the_trusted_proxy_authenticates(tts: Tts) -> None:
+    response = _replace(tts, None, headers={XFCC: _xfcc()})
+    assert response.status_code == 200, response.text
+    assert tts.verifier().verify(response.json()["access_token"]).req_wl == PAYMENTS
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        _xfcc("spiffe://td.example/unknown"),
+        "By=spiffe://td.example/tts;Hash=0a1b2c",
+        f"{_xfcc()},{_xfcc(ORDERS)}",
+        f"{_xfcc()};URI={ORDERS}",
+        'URI="spiffe://td.example/payments',
+        "garbage",
+    ],
+    ids=["unknown URI SAN", "no URI SAN", "two certificates", "two URI SANs", "unterminated quote", "not key=value"],
+)
+def test_bad_forwarded_certificate_refused(tts: Tts, header: str) -> None:
+    _invalid_client(_replace(tts, None, headers={XFCC: header}))
+
+
+def test_forwarded_certificate_and_assertion_together_refused(tts: Tts) -> None:
+    """RFC 6749 §2.3: one client authentication method per request."""
+    _invalid_client(_replace(tts, tts.platform.k8s_token(), headers={XFCC: _xfcc()}))
+
+
+def test_forwarded_certificate_from_an_untrusted_peer_refused(start_tts: StartTts) -> None:
+    """The header is only honoured from the trusted proxy; from anyone else the request is refused, even when it
+    also carries a valid client assertion."""
+
+    def proxy_elsewhere(data: dict[str, Any]) -> None:
+        data["trusted_proxy"] = {"addresses": ["192.0.2.10/32"]}
+
+    tts = start_tts(proxy_elsewhere)
+    description = _invalid_client(_replace(tts, None, headers={XFCC: _xfcc()}))
+    assert "trusted proxy" in description
+    _invalid_client(tts.post(tts.form(), headers={XFCC: _xfcc(GATEWAY)}))
+    assert tts.post(tts.form()).status_code == 200
+
+
+def test_uvicorn_proxy_headers_cannot_spoof_the_peer(start_tts: StartTts) -> None:
+    """X-Forwarded-For from a client does not make it the trusted proxy (the TTS is served with proxy headers off)."""
+
+    def proxy_elsewhere(data: dict[str, Any]) -> None:
+        data["trusted_proxy"] = {"addresses": ["192.0.2.10/32"]}
+
+    tts = start_tts(proxy_elsewhere)
+    headers = {XFCC: _xfcc(), "x-forwarded-for": "192.0.2.10", "forwarded": "for=192.0.2.10"}
+    _invalid_client(_replace(tts, None, headers=headers))
+
+
+def test_assertion_lifetime_is_checked_against_the_clock(tts: Tts) -> None:
+    early = assertion(tts.keys.gateway, GATEWAY, iat=int(time.time()) + 3600)
+    _invalid_client(tts.post(tts.form(client_assertion=early)))
+    assert (
+        tts.post(tts.form(client_assertion=assertion(tts.keys.gateway, GATEWAY, aud=[IDENTIFIER]))).status_code == 200
+    )
+    assert CLIENT_ASSERTION_TYPE_JWT_BEARER in tts.form().values()
+
+
+def test_bad_signatures_are_refused_for_the_signature(tts: Tts) -> None:
+    assert "signature_invalid" in _invalid_client(
+        tts.post(tts.form(client_assertion=tamper(tts.gateway_assertion(), jti="x")))
+    )
+    assert "signature_invalid" in _invalid_client(_replace(tts, tamper(tts.platform.k8s_token(), jti="x")))
+    response = tts.post(tts.form(subject_token=tamper(tts.platform.access_token(), jti="x")))
+    assert "signature_invalid" in response.json()["error_description"]

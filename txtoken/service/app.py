@@ -1,0 +1,192 @@
+"""The Txn-Token Service as a Starlette app.
+
+- ``POST /token``: the RFC 8693 profile of §11 (see :mod:`txtoken.service.exchange`);
+- ``GET /.well-known/jwks.json``: the public keys (active and those still in their rotation overlap);
+- ``GET /.well-known/oauth-authorization-server`` (alias ``/.well-known/txn-token-service``): the metadata;
+- ``GET /healthz`` (the process answers) and ``GET /readyz`` (the signing keys are loaded).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from txtoken.claims import GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_TXN_TOKEN
+from txtoken.errors import ConfigurationError, InvalidClient, InvalidRequest, TokenServiceError
+from txtoken.keys import ALGORITHMS
+from txtoken.service.audit import AuditLog
+from txtoken.service.config import SUBJECT_TOKEN_TYPES, ServiceSettings
+from txtoken.service.exchange import IssuedToken, TokenExchange
+from txtoken.service.issuers import IssuerRegistry
+from txtoken.service.keystore import KeyStore, KeyStoreKeySource
+from txtoken.service.policy import Policy
+from txtoken.service.requester import RequesterAuthenticator
+from txtoken.service.subjects import SubjectProfiles
+
+__all__ = ["TokenService", "create_app"]
+
+logger = logging.getLogger("txtoken.service")
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_FORM_TYPE = "application/x-www-form-urlencoded"
+_AUTH_SCHEME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenService:
+    """The assembled service: settings, keys, policy, and the token exchange."""
+
+    settings: ServiceSettings
+    keystore: KeyStore
+    policy: Policy
+    profiles: SubjectProfiles
+    exchange: TokenExchange
+
+    @classmethod
+    def build(
+        cls, settings: ServiceSettings, *, audit: AuditLog | None = None, clock: Callable[[], float] = time.time
+    ) -> TokenService:
+        keystore = KeyStore(
+            settings.key_dir,
+            create=settings.mode == "development",
+            algorithm=settings.algorithm,
+            reload_interval=settings.keys.reload_interval,
+        )
+        policy = Policy(settings)
+        issuers = IssuerRegistry(settings.issuers)
+        authenticator = RequesterAuthenticator(
+            policy,
+            issuers,
+            identifier=settings.identifier,
+            trusted_proxy=settings.trusted_proxy,
+            leeway=settings.leeway,
+        )
+        profiles = SubjectProfiles(settings, issuers, KeyStoreKeySource(keystore))
+        exchange = TokenExchange(settings, authenticator, profiles, keystore, audit or AuditLog(), clock=clock)
+        return cls(settings, keystore, policy, profiles, exchange)
+
+
+def _oauth_error(exc: TokenServiceError, request: Request) -> JSONResponse:
+    headers = dict(_NO_STORE)
+    authorization = request.headers.get("authorization")
+    if isinstance(exc, InvalidClient) and authorization:
+        scheme = authorization.split(" ", 1)[0]
+        # RFC 6749 §5.2: answer a failed HTTP authentication with a challenge in the scheme the client used.
+        headers["WWW-Authenticate"] = f'{scheme if _AUTH_SCHEME.fullmatch(scheme) else "Basic"} realm="txtoken"'
+    body = {"error": exc.oauth_error or "invalid_request", "error_description": exc.message}
+    return JSONResponse(body, status_code=exc.http_status, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise InvalidRequest(f"the request body is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise InvalidRequest(f"the request body is larger than {limit} bytes")
+    return bytes(body)
+
+
+def _success(issued: IssuedToken) -> JSONResponse:
+    body: dict[str, Any] = {
+        "access_token": issued.token,
+        "issued_token_type": TOKEN_TYPE_TXN_TOKEN,
+        "token_type": "N_A",
+        "expires_in": issued.expires_in,
+    }
+    if issued.scope_changed:
+        body["scope"] = issued.scope
+    return JSONResponse(body, headers=_NO_STORE)
+
+
+def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = False) -> Starlette:
+    """The TTS as an ASGI app (serve it with proxy headers off, so the peer address is the real one).
+
+    ``freeze_gc`` (what ``txtoken serve`` does) moves everything allocated before startup out of the cyclic garbage
+    collector's full passes, which otherwise pause requests for milliseconds; it affects the whole process.
+    """
+    tts = service if isinstance(service, TokenService) else TokenService.build(service)
+    settings = tts.settings
+
+    async def token(request: Request) -> Response:
+        try:
+            content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if content_type != _FORM_TYPE:
+                raise InvalidRequest(f"the request must be {_FORM_TYPE}")
+            body = await _read_body(request, settings.max_request_size)
+            headers: dict[str, list[str]] = {}
+            for name, value in request.headers.items():
+                headers.setdefault(name.lower(), []).append(value)
+            peer = request.client.host if request.client else None
+            issued = await tts.exchange.exchange(body, headers, peer)
+        except TokenServiceError as exc:
+            return _oauth_error(exc, request)
+        except Exception as exc:  # a bug: answer without details, log without the request
+            logger.error("token endpoint failed: %s", type(exc).__name__)
+            return JSONResponse({"error": "server_error"}, status_code=500, headers=_NO_STORE)
+        return _success(issued)
+
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(tts.keystore.current().public_jwks(), headers={"Cache-Control": "public, max-age=60"})
+
+    async def metadata(request: Request) -> Response:
+        base = (settings.public_url or str(request.base_url)).rstrip("/")
+        return JSONResponse(
+            {
+                "issuer": settings.identifier,
+                "token_endpoint": f"{base}/token",
+                "jwks_uri": f"{base}/.well-known/jwks.json",
+                "grant_types_supported": [GRANT_TYPE_TOKEN_EXCHANGE],
+                "requested_token_types_supported": [TOKEN_TYPE_TXN_TOKEN],
+                "subject_token_types_supported": sorted(SUBJECT_TOKEN_TYPES.values()),
+                "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
+                "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
+                "txn_token_signing_alg_values_supported": [tts.keystore.current().active.alg],
+                "trust_domains": settings.trust_domains,
+            }
+        )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            tts.keystore.current().public_jwks()
+        except ConfigurationError:
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
+        try:
+            yield
+        finally:
+            await tts.profiles.aclose()
+
+    return Starlette(
+        routes=[
+            Route("/token", token, methods=["POST"]),
+            Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+            Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
+            Route("/.well-known/txn-token-service", metadata, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,137 @@
+"""Validation of the JWTs the TTS receives (client assertions, subject tokens), each kind with its own rules.
+
+Every JWT goes through the core's hardened path (:func:`~txtoken.jws.parse_jws`, then
+:func:`~txtoken.jws.verify_jws`); what differs per kind is the accepted ``typ`` values, the audience, the required
+claims and the maximum age, given as :class:`JwtRules`. ``exp`` gets no leeway: an expired token is refused (§6).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from txtoken.errors import (
+    AudienceMismatch,
+    ClaimInvalid,
+    TokenExpired,
+    TokenMalformed,
+    TokenNotYetValid,
+    TypMismatch,
+)
+from txtoken.jws import CompactJws, b64url_decode, parse_jws, typ_matches, verify_jws
+from txtoken.keysource import KeySource
+
+__all__ = ["NO_TYP", "JwtRules", "claims_match", "peek_claims", "verify_jwt"]
+
+#: Stands for an absent ``typ`` header in :attr:`JwtRules.typs`.
+NO_TYP = ""
+_NUMERIC_DATES = ("exp", "iat", "nbf")
+_STRINGS = ("iss", "sub", "jti", "client_id")
+
+
+@dataclass(frozen=True, slots=True)
+class JwtRules:
+    """What one kind of JWT must look like."""
+
+    typs: frozenset[str]
+    audiences: frozenset[str]
+    required: tuple[str, ...] = ("iss", "sub", "exp")
+    leeway: int = 30
+    max_age: int | None = None
+
+
+def peek_claims(jws: CompactJws) -> dict[str, Any]:
+    """The payload of a JWS *before* its signature is checked: only to choose the keys it must verify with."""
+    try:
+        value = json.loads(b64url_decode(jws.payload))
+    except (ValueError, RecursionError):
+        raise TokenMalformed("payload is not JSON") from None
+    if not isinstance(value, dict):
+        raise TokenMalformed("payload is not a JSON object")
+    return value
+
+
+def _check_types(claims: Mapping[str, Any], required: tuple[str, ...]) -> None:
+    for name in required:
+        if name not in claims:
+            raise ClaimInvalid(f"{name}: missing")
+    for name in _NUMERIC_DATES:
+        value = claims.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ClaimInvalid(f"{name}: not a NumericDate")
+    for name in _STRINGS:
+        value = claims.get(name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ClaimInvalid(f"{name}: not a non-empty string")
+    aud = claims.get("aud")
+    if aud is not None and not (
+        (isinstance(aud, str) and aud) or (isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud))
+    ):
+        raise ClaimInvalid("aud: not a string or a list of strings")
+
+
+def _check_times(claims: Mapping[str, Any], rules: JwtRules, now: float) -> None:
+    exp = claims.get("exp")
+    if exp is not None and now >= exp:
+        raise TokenExpired("token has expired")
+    nbf = claims.get("nbf")
+    if nbf is not None and nbf > now + rules.leeway:
+        raise TokenNotYetValid("nbf is in the future")
+    iat = claims.get("iat")
+    if iat is not None:
+        if iat > now + rules.leeway:
+            raise TokenNotYetValid("iat is in the future")
+        if rules.max_age is not None and now - iat > rules.max_age + rules.leeway:
+            raise TokenExpired("iat is too far in the past")
+
+
+def _check_audience(claims: Mapping[str, Any], audiences: frozenset[str]) -> None:
+    aud = claims.get("aud")
+    values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not audiences.intersection(values):
+        raise AudienceMismatch("aud is not an accepted audience")
+
+
+async def verify_jwt(
+    token: str | CompactJws, *, keys: KeySource, algorithms: frozenset[str], rules: JwtRules, now: float
+) -> dict[str, Any]:
+    """Check ``token`` against ``rules`` with the key its ``kid`` names in ``keys``; returns its claims.
+
+    Raises a :class:`~txtoken.errors.TokenRejected` subclass, or ``KeysUnavailable`` if the keys cannot be had.
+    """
+    jws = parse_jws(token, algorithms=algorithms) if isinstance(token, str) else token
+    if jws.header.alg not in algorithms:
+        raise TokenMalformed("algorithm not allowed")
+    typ = jws.header.typ
+    if not (typ is None and NO_TYP in rules.typs) and not any(typ_matches(typ, t) for t in rules.typs if t):
+        raise TypMismatch("typ is not accepted for this kind of token")
+    key = keys.cached_key(jws.header.kid) or await keys.afetch_key(jws.header.kid)
+    claims = verify_jws(jws, key)
+    _check_types(claims, rules.required)
+    _check_times(claims, rules, now)
+    _check_audience(claims, rules.audiences)
+    return claims
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    return type(actual) is type(expected) and actual == expected
+
+
+def claims_match(rule: Mapping[str, Any], claims: Mapping[str, Any]) -> bool:
+    """Whether ``claims`` satisfy ``rule``: a scalar must be equal, a list lists the accepted values, a table
+    (dict) matches a nested claim object member by member."""
+    for name, expected in rule.items():
+        if name not in claims:
+            return False
+        actual = claims[name]
+        if isinstance(expected, dict):
+            if not isinstance(actual, dict) or not claims_match(expected, actual):
+                return False
+        elif isinstance(expected, list):
+            if not any(_same(actual, value) for value in expected):
+                return False
+        elif not _same(actual, expected):
+            return False
+    return True
