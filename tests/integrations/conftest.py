@@ -72,19 +72,6 @@ class Issuer:
         return ".".join((header, payload, signature[:middle] + flipped + signature[middle + 1 :]))
 
 
-@pytest.fixture(scope="session")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="session", autouse=True)
-async def one_event_loop_for_grpc_aio() -> AsyncIterator[None]:
-    """Hold one event loop for the whole package: grpc.aio's process-wide poller delivers late completions (of a
-    server stopped or a channel closed at the end of a test) to the loop they started on, which must still be open.
-    """
-    yield
-
-
 @pytest.fixture
 def issuer() -> Issuer:
     return Issuer()
