@@ -1,17 +1,23 @@
 """A real call chain: uvicorn ASGI → httpx → ASGI → gRPC aio → gRPC sync → httpx → ASGI, augmented on the way.
 
-    orders (ASGI) ─httpx─▶ checkout (ASGI, sync endpoint) ─gRPC sync client─▶ inventory (gRPC aio server)
-      ── augment at the TTS: +tctx, narrower scope ──▶ ─gRPC aio client─▶ warehouse (gRPC sync server)
-      ─httpx─▶ payments (ASGI)
+    gateway (the test: exchange at the TTS) ─httpx─▶ orders (ASGI) ─httpx─▶ checkout (ASGI, sync endpoint)
+      ─gRPC sync client─▶ inventory (gRPC aio server) ── augment: replacement from the TTS, +tctx, narrower scope ──▶
+      ─gRPC aio client─▶ warehouse (gRPC sync server) ─httpx─▶ payments (ASGI)
 
-Every hop has its own verifier and reports what its handler saw; the answer travels back up the chain.
+The TTS is the real one (``txtoken.service``) served by uvicorn, with a gateway and an inventory workload that
+authenticate with registered keys; every hop has its own verifier on the TTS's JWKS URL and reports what its handler
+saw; the answer travels back up the chain.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,9 +29,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from txtoken import TxnTokenVerifier, require_transaction
+from txtoken import KeySet, RemoteJwksKeySource, TxnTokenVerifier, require_transaction
 from txtoken.augment import aaugment
+from txtoken.claims import TOKEN_TYPE_UNSIGNED_JSON
+from txtoken.client import AsyncTokenServiceClient, TokenServiceClient
+from txtoken.keys import SigningKey
+from txtoken.mint import encode_jws
 from txtoken.policy import Policy, Rule
+from txtoken.service import TokenService, create_app, load_settings
 from txtoken_asgi import TxnTokenMiddleware
 from txtoken_grpc import (
     AioTxnTokenServerInterceptor,
@@ -36,10 +47,12 @@ from txtoken_grpc import (
 from txtoken_httpx import TxnTokenAuth
 
 from ..conftest import RunningServer
-from .conftest import Issuer
+from .conftest import TRUST_DOMAIN
 from .grpc_services import decode, encode
-from .tts_standin import AsyncReplacementClient, replacement_app
 
+IDENTIFIER = "https://tts.trade.example"
+GATEWAY = "spiffe://trade.example/gateway"
+INVENTORY = "spiffe://trade.example/inventory"
 HOPS = ("orders", "checkout", "inventory", "inventory+augmented", "warehouse", "payments")
 AUGMENTED = {"reserved": 100, "warehouse": "w1"}
 
@@ -57,13 +70,57 @@ def seen(hop: str) -> dict[str, Any]:
     }
 
 
+def start_tts(serve: Callable[..., RunningServer], key_dir: Path) -> tuple[str, dict[str, SigningKey]]:
+    """The real TTS: a gateway that exchanges asserted users, an inventory service that may replace and add tctx."""
+    KeySet.generate().save(key_dir / "keys.json")
+    workload_keys = {GATEWAY: SigningKey.generate(), INVENTORY: SigningKey.generate()}
+
+    def workload(workload_id: str, **policy: Any) -> dict[str, Any]:
+        jwks = {"keys": [workload_keys[workload_id].verification_key.to_jwk()]}
+        return {"id": workload_id, "authn": [{"method": "key", "jwks": jwks}], "scopes": ["trade", "read"], **policy}
+
+    settings = load_settings(
+        None,
+        mode="production",
+        identifier=IDENTIFIER,
+        trust_domains=[TRUST_DOMAIN],
+        keys={"dir": str(key_dir)},
+        workloads=[
+            workload(
+                GATEWAY,
+                subject_token_types=["unsigned_json"],
+                asserted_subject_scopes=["trade", "read"],
+                tctx=["action", "symbol"],
+            ),
+            workload(INVENTORY, subject_token_types=["txn_token"], tctx=list(AUGMENTED)),
+        ],
+    )
+    return serve(create_app(TokenService.build(settings)), proxy_headers=False).url, workload_keys
+
+
+def assertion_for(workload_id: str, key: SigningKey) -> Callable[[], str]:
+    """RFC 7523 client assertions signed with the workload's registered key (a credential source does this)."""
+
+    def sign() -> str:
+        now = int(time.time())
+        claims = {"iss": workload_id, "sub": workload_id, "aud": IDENTIFIER, "iat": now, "exp": now + 60}
+        return encode_jws({**claims, "jti": str(uuid.uuid4())}, key, typ="JWT")
+
+    return sign
+
+
 @pytest.mark.anyio
 async def test_context_travels_the_whole_chain_and_each_hop_verifies_its_own(
-    serve: Callable[..., RunningServer], issuer: Issuer
+    serve: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
-    verifiers = {hop: issuer.verifier() for hop in ("orders", "checkout", "inventory", "warehouse", "payments")}
+    tts_url, workload_keys = start_tts(serve, tmp_path)
+
+    def hop_verifier() -> TxnTokenVerifier:
+        jwks = RemoteJwksKeySource(f"{tts_url}/.well-known/jwks.json", allow_http=True)
+        return TxnTokenVerifier(jwks, trust_domain=TRUST_DOMAIN, issuer=IDENTIFIER)
+
+    verifiers = {hop: hop_verifier() for hop in ("orders", "checkout", "inventory", "warehouse", "payments")}
     auth = TxnTokenAuth(trusted_hosts=["127.0.0.1"])
-    tts = serve(replacement_app(issuer.minter, issuer.verifier(), requester="inventory"))
 
     # payments: the last hop, ASGI.
     async def pay(request: Request) -> JSONResponse:
@@ -85,8 +142,10 @@ async def test_context_travels_the_whole_chain_and_each_hop_verifies_its_own(
     # inventory: gRPC aio server; augments at the TTS, then calls warehouse with an aio channel.
     async def reserve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         before = seen("inventory")
-        tts_client = AsyncReplacementClient(f"{tts.url}/token")
-        async with aaugment(tts_client, verifiers["inventory"], scope="trade", request_details=AUGMENTED):
+        tts_client = AsyncTokenServiceClient(
+            f"{tts_url}/token", credential=assertion_for(INVENTORY, workload_keys[INVENTORY]), trust_domain=TRUST_DOMAIN
+        )
+        async with tts_client, aaugment(tts_client, verifiers["inventory"], scope="trade", request_details=AUGMENTED):
             inside = seen("inventory+augmented")
             async with grpc.aio.insecure_channel(warehouse_target, interceptors=aio_client_interceptors()) as channel:
                 pick_call = channel.unary_unary(
@@ -130,7 +189,16 @@ async def test_context_travels_the_whole_chain_and_each_hop_verifies_its_own(
 
     orders = serve(asgi("orders", order, verifiers["orders"], None))
 
-    token = issuer.mint(sub="alice", scope="trade read", req_wl="gateway", tctx={"action": "buy", "symbol": "MSFT"})
+    gateway = TokenServiceClient(
+        f"{tts_url}/token", credential=assertion_for(GATEWAY, workload_keys[GATEWAY]), trust_domain=TRUST_DOMAIN
+    )
+    with gateway:
+        token = gateway.exchange(
+            subject_token=json.dumps({"sub": "alice"}),
+            subject_token_type=TOKEN_TYPE_UNSIGNED_JSON,
+            scope="trade read",
+            request_details={"action": "buy", "symbol": "MSFT"},
+        ).access_token
     try:
         async with httpx.AsyncClient(timeout=30) as client:
             response = await client.post(f"{orders.url}/order", headers={"Txn-Token": token})
@@ -152,7 +220,7 @@ async def test_context_travels_the_whole_chain_and_each_hop_verifies_its_own(
             "txn": last["txn"],
             "sub": "alice",
             "scope": "trade read",
-            "req_wl": "gateway",
+            "req_wl": GATEWAY,
             "tctx": original,
             "token": first_token,  # forwarded exactly as received
         }
@@ -162,7 +230,7 @@ async def test_context_travels_the_whole_chain_and_each_hop_verifies_its_own(
             "txn": last["txn"],
             "sub": "alice",
             "scope": "trade",
-            "req_wl": "inventory",
+            "req_wl": INVENTORY,
             "tctx": {**original, **AUGMENTED},
             "token": last["token"],  # the replacement, exactly as the TTS issued it
         }
