@@ -5,6 +5,8 @@ HTTP (uvicorn, one worker, each variant its own subprocess on loopback):
 - ``bare``: a Starlette endpoint answering ``ok``;
 - ``pyjwt``: the same endpoint checking the ``Txn-Token`` header by hand with ``jwt.decode`` (key object, audience,
   required claims) and the ``typ`` header;
+- ``verifier-in-handler``: the same endpoint calling ``TxnTokenVerifier.verify`` by hand, cache off (what
+  verification alone costs in place, without the middleware);
 - ``middleware-nocache``: the bare endpoint behind ``TxnTokenMiddleware``, verifier cache off (every request verifies);
 - ``middleware-cache``: the same with the cache on (the token has been seen before).
 
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 TRUST_DOMAIN = "bench.example"
-HTTP_VARIANTS = ("bare", "pyjwt", "middleware-nocache", "middleware-cache")
+HTTP_VARIANTS = ("bare", "pyjwt", "verifier-in-handler", "middleware-nocache", "middleware-cache")
 GRPC_VARIANTS = ("bare", "noop-interceptor", "interceptor-nocache", "interceptor-cache")
 GRPC_METHOD = "/bench.Echo/Unary"
 REQUIRED = ["iat", "exp", "aud", "txn", "sub", "scope", "req_wl"]
@@ -79,12 +81,18 @@ def http_app(variant: str, jwks: str) -> Any:
             return PlainTextResponse("invalid", status_code=401)
         return PlainTextResponse("ok")
 
+    async def checked_by_verifier(request: Request) -> PlainTextResponse:
+        verifier.verify(request.headers.get("txn-token", ""))
+        return PlainTextResponse("ok")
+
+    cache_size = 10_000 if variant == "middleware-cache" else 0
+    verifier = TxnTokenVerifier(keys, trust_domain=TRUST_DOMAIN, cache_size=cache_size)
     if variant == "pyjwt":
         return Starlette(routes=[Route("/", checked_by_hand)])
+    if variant == "verifier-in-handler":
+        return Starlette(routes=[Route("/", checked_by_verifier)])
     middleware = []
     if variant.startswith("middleware"):
-        cache_size = 0 if variant.endswith("nocache") else 10_000
-        verifier = TxnTokenVerifier(keys, trust_domain=TRUST_DOMAIN, cache_size=cache_size)
         middleware = [Middleware(TxnTokenMiddleware, verifier=verifier)]
     return Starlette(routes=[Route("/", ok)], middleware=middleware)
 
