@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["AioTxnTokenServerInterceptor", "TxnTokenServerInterceptor"]
 
 
-class _Options:
+class _ServerInterceptorBase:
     def __init__(
         self,
         verifier: TxnTokenVerifier,
@@ -42,7 +42,7 @@ class _Options:
         return wrapped
 
 
-class TxnTokenServerInterceptor(_Options, grpc.ServerInterceptor):
+class TxnTokenServerInterceptor(_ServerInterceptorBase, grpc.ServerInterceptor):
     """Verify the ``txn-token`` metadata of every call to a ``grpc.server`` and run the handler in the transaction.
 
     ``policy`` authorizes by full method name; ``binding_extractor`` reads a request message's fields for
@@ -59,7 +59,7 @@ class TxnTokenServerInterceptor(_Options, grpc.ServerInterceptor):
         return self._wrap(continuation(handler_call_details), handler_call_details.method, aio=False)
 
 
-class AioTxnTokenServerInterceptor(_Options, grpc.aio.ServerInterceptor):
+class AioTxnTokenServerInterceptor(_ServerInterceptorBase, grpc.aio.ServerInterceptor):
     """:class:`TxnTokenServerInterceptor` for ``grpc.aio.server``: async and sync handlers, all four RPC kinds."""
 
     async def intercept_service(
