@@ -307,6 +307,9 @@ class ServiceSettings(_Sources):
         mtls_uris: set[str] = set()
         prefixes: dict[str, str] = {}
         for name, issuer in self.issuers.items():
+            if self.mode == "production" and WILDCARD in (issuer.scopes or []):
+                # A '*' bound would treat every subject token of this issuer as unconstrained (§13.14).
+                raise ValueError(f"issuers.{name}.scopes: '*' is only accepted in development mode")
             if "subject" in issuer.effective_roles:
                 # One issuer may be configured twice (JWT and introspection); distinct issuers need distinct prefixes.
                 other = prefixes.setdefault(issuer.subject_prefix, issuer.issuer)

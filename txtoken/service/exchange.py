@@ -122,6 +122,22 @@ def _context(form: TokenExchangeForm, name: str) -> dict[str, Any]:
     return {} if text is None else strict_json_object(text, name)
 
 
+def _carries(value: Any, secret: str) -> bool:
+    """Whether a string anywhere in a parsed JSON value (member names included) contains ``secret``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if secret in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 class TokenExchange:
     """Turns a token request into a Txn-Token or a refusal, and writes the audit line either way."""
 
@@ -179,6 +195,9 @@ class TokenExchange:
         record.subject_token_type = token_type if token_type in _KNOWN_TYPES else "unsupported"
         subject_token = _required(form, "subject_token")
         rctx_in, tctx_in = _context(form, "request_context"), _context(form, "request_details")
+        for name, members in (("request_context", rctx_in), ("request_details", tctx_in)):
+            if _carries(members, subject_token):
+                raise InvalidRequest(f"{name} carries the subject token, which a Txn-Token must not contain (§13.4)")
 
         profile = self._profiles.select(token_type, subject_token)
         workload.check_audience(audience)

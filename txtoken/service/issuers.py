@@ -20,6 +20,7 @@ from txtoken.keys import load_jwks
 from txtoken.keysource import JwksFileKeySource, KeySource, RemoteJwksKeySource, StaticKeySource
 from txtoken.service.config import IssuerConfig, IssuerKind
 from txtoken.service.jwtcheck import NO_TYP, JwtRules, claims_match, verify_jwt
+from txtoken.service.policy import token_scopes
 
 __all__ = ["KIND_RULES", "IssuerRegistry", "KindRules", "TrustedIssuer"]
 
@@ -53,7 +54,7 @@ class OAuthAccessTokenRules(KindRules):
             return super().scopes(claims, issuer)
         if not isinstance(scope, str):
             raise ClaimInvalid("scope: not a string")
-        return frozenset(scope.split())
+        return token_scopes(scope)
 
 
 class IdTokenRules(KindRules):

@@ -16,7 +16,7 @@ from txtoken.keys import load_jwks
 from txtoken.keysource import JwksFileKeySource, KeySource, StaticKeySource
 from txtoken.service.config import WILDCARD, JwtAuthn, KeyAuthn, MtlsAuthn, ServiceSettings, WorkloadConfig
 
-__all__ = ["Policy", "Workload", "parse_scope"]
+__all__ = ["Policy", "Workload", "parse_scope", "token_scopes"]
 
 _SCOPE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
 
@@ -27,6 +27,13 @@ def parse_scope(value: str) -> list[str]:
     if not value or any(not t or not set(t) <= _SCOPE_CHARS for t in tokens):
         raise InvalidRequest("scope is not a space-delimited list of scope tokens")
     return list(dict.fromkeys(tokens))
+
+
+def token_scopes(scope: str) -> frozenset[str]:
+    """The scope a subject token itself carries. A ``*`` in it is not the policy's wildcard and is left out, so that a
+    token can never stand for every scope (§13.6); it could only have matched a request for the literal scope ``*``,
+    which no workload may make outside development mode."""
+    return frozenset(scope.split()) - {WILDCARD}
 
 
 def _bound(values: list[str] | None) -> frozenset[str] | None:

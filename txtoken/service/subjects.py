@@ -30,7 +30,7 @@ from txtoken.keysource import KeySource
 from txtoken.service.config import IssuerConfig, ServiceSettings
 from txtoken.service.issuers import IssuerRegistry
 from txtoken.service.jwtcheck import NO_TYP, JwtRules, peek_claims, verify_jwt
-from txtoken.service.policy import Workload
+from txtoken.service.policy import Workload, token_scopes
 from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
 
 __all__ = [
@@ -177,7 +177,7 @@ class IntrospectionProfile:
         scope = answer.get("scope")
         if scope is not None and not isinstance(scope, str):
             raise InvalidRequest("subject_token: introspection gave a malformed scope")
-        scopes = frozenset(scope.split()) if scope is not None else None
+        scopes = token_scopes(scope) if scope is not None else None
         if scopes is None and config.scopes is not None:
             scopes = frozenset(config.scopes)
         return Subject(config.subject_prefix + sub, scopes)
