@@ -7,7 +7,7 @@ creation only, and register an object for one RPC kind only (grpc#43512), so the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -29,13 +29,15 @@ __all__ = [
 class _TokenSource:
     """The token to send: the current transaction's; with ``required``, a call outside one raises ``NoTransaction``.
 
-    The ``txn-token`` entry is the interceptor's alone: one already in the call's metadata is replaced.
+    Metadata that already carries ``txn-token`` is left as it is.
     """
 
     def __init__(self, *, required: bool = True) -> None:
         self.required = required
 
-    def _token(self) -> str | None:
+    def _token(self, metadata: Sequence[tuple[str, Any]] | None) -> str | None:
+        if any(key == GRPC_METADATA_KEY for key, _ in metadata or ()):
+            return None
         txn = current_transaction()
         if txn is None:
             if self.required:
@@ -64,11 +66,11 @@ class TxnTokenClientInterceptor(
     """For ``grpc.intercept_channel``: all four RPC kinds."""
 
     def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        token = self._token()
-        metadata = tuple(entry for entry in details.metadata or () if entry[0] != GRPC_METADATA_KEY)
-        if token is not None:
-            metadata = (*metadata, (GRPC_METADATA_KEY, token))
-        return _CallDetails(details, metadata)
+        metadata = list(details.metadata or ())
+        token = self._token(metadata)
+        if token is None:
+            return details
+        return _CallDetails(details, (*metadata, (GRPC_METADATA_KEY, token)))
 
     def intercept_unary_unary(self, continuation: Callable[..., Any], client_call_details: Any, request: Any) -> Any:
         return continuation(self._details(client_call_details), request)
@@ -89,12 +91,11 @@ class TxnTokenClientInterceptor(
 
 class _AioTokenSource(_TokenSource):
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        token = self._token()
-        metadata = grpc.aio.Metadata.from_tuple(
-            tuple(entry for entry in details.metadata or () if entry[0] != GRPC_METADATA_KEY)
-        )
-        if token is not None:
-            metadata.add(GRPC_METADATA_KEY, token)
+        metadata = grpc.aio.Metadata.from_tuple(tuple(details.metadata or ()))
+        token = self._token(list(metadata))
+        if token is None:
+            return details
+        metadata.add(GRPC_METADATA_KEY, token)
         return grpc.aio.ClientCallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
