@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["AioTxnTokenServerInterceptor", "TxnTokenServerInterceptor"]
 
 
-class _Options:
+class _ServerInterceptorBase:
     def __init__(
         self,
         verifier: TxnTokenVerifier,
@@ -28,9 +28,21 @@ class _Options:
         exempt_methods: Iterable[str] = (),
     ) -> None:
         self._gate = Gate(verifier, policy, binding_extractor, exempt_methods)
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    def _wrap(self, handler: Handler | None, method: str, *, aio: bool) -> Handler | None:
+        """The admitting handler for ``handler``, built once per method and handler object."""
+        if handler is None or method in self._gate.exempt:
+            return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = wrap_handler(handler, method, self._gate, aio=aio)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
 
-class TxnTokenServerInterceptor(_Options, grpc.ServerInterceptor):
+class TxnTokenServerInterceptor(_ServerInterceptorBase, grpc.ServerInterceptor):
     """Verify the ``txn-token`` metadata of every call to a ``grpc.server`` and run the handler in the transaction.
 
     ``policy`` authorizes by full method name; ``binding_extractor`` reads a request message's fields for
@@ -44,14 +56,10 @@ class TxnTokenServerInterceptor(_Options, grpc.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method in self._gate.exempt:
-            return handler
-        return wrap_handler(handler, method, self._gate, aio=False)
+        return self._wrap(continuation(handler_call_details), handler_call_details.method, aio=False)
 
 
-class AioTxnTokenServerInterceptor(_Options, grpc.aio.ServerInterceptor):
+class AioTxnTokenServerInterceptor(_ServerInterceptorBase, grpc.aio.ServerInterceptor):
     """:class:`TxnTokenServerInterceptor` for ``grpc.aio.server``: async and sync handlers, all four RPC kinds."""
 
     async def intercept_service(
@@ -59,8 +67,4 @@ class AioTxnTokenServerInterceptor(_Options, grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method in self._gate.exempt:
-            return handler
-        return wrap_handler(handler, method, self._gate, aio=True)
+        return self._wrap(await continuation(handler_call_details), handler_call_details.method, aio=True)

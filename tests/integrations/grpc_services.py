@@ -138,7 +138,10 @@ async def running_server(
     finally:
         await aio_server.stop(None)
         if pool is not None:
-            pool.shutdown(wait=False)
+            # Let grpc's bridge threads hand their last message to this loop before it closes: a bridge thread
+            # still running when the loop is gone leaves an un-awaited Queue.put behind.
+            with anyio.move_on_after(5):
+                await anyio.to_thread.run_sync(pool.shutdown, abandon_on_cancel=True)
 
 
 # -- clients: every RPC kind, returning what the server saw -------------------------------------------------------

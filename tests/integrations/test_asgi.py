@@ -259,3 +259,32 @@ async def test_transaction_is_set_for_the_app_and_reset_after_it_also_on_error(i
         assert current_transaction() is outer
     txn = issuer.verifier().verify(token).txn
     assert seen == [txn] * len(seen) and len(seen) == (2 if fails else 3)
+
+
+@pytest.mark.anyio
+async def test_routes_and_exempt_paths_are_matched_below_the_root_path(issuer: Issuer) -> None:
+    statuses: list[int] = []
+
+    async def ok(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    middleware = TxnTokenMiddleware(
+        ok, verifier=issuer.verifier(), policy=Policy([ORDER_RULE]), exempt_paths=["/health"]
+    )
+    token = issuer.mint().encode()
+    for path, headers in (
+        ("/api/orders/MSFT", [(b"txn-token", token)]),
+        ("/api/orders/TSLA", [(b"txn-token", token)]),
+        ("/api/health", []),
+    ):
+        scope = {"type": "http", "method": "POST", "root_path": "/api", "path": path, "headers": headers}
+        await middleware({**scope, "query_string": b"qty=100"}, receive, send)
+    assert statuses == [200, 403, 200]

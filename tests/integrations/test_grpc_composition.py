@@ -354,3 +354,27 @@ async def test_aio_binding_also_checks_messages_read_from_the_context(issuer: Is
     assert ok["echo"] == [{"symbol": "MSFT"}]
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert (refused.value.details() or "").startswith("binding_mismatch")
+
+
+@pytest.mark.anyio
+async def test_client_interceptors_keep_an_explicit_txn_token_entry(issuer: Issuer) -> None:
+    """A ``txn-token`` entry the caller set goes out alone: never a second one beside it, and no NoTransaction."""
+    current, explicit = issuer.verified(), issuer.verified()
+    kw: dict[str, Any] = {"request_serializer": encode, "response_deserializer": decode}
+    metadata = (("txn-token", explicit.token),)
+
+    def sync_call(target: str) -> Any:
+        with grpc.insecure_channel(target) as channel:
+            stub = grpc.intercept_channel(channel, TxnTokenClientInterceptor())
+            return stub.unary_unary("/test.Meta/Keys", **kw)({}, metadata=metadata, timeout=10)
+
+    server_ic = AioTxnTokenServerInterceptor(issuer.verifier())
+    async with running_server("aio", [server_ic], [metadata_keys_handler()]) as target:
+        async with grpc.aio.insecure_channel(target, interceptors=aio_client_interceptors()) as channel:
+            call = channel.unary_unary("/test.Meta/Keys", **kw)
+            outside = await call({}, metadata=metadata, timeout=10)  # no transaction, yet no NoTransaction
+            with use_transaction(current):
+                inside = await call({}, metadata=metadata, timeout=10)
+        with use_transaction(current):
+            sync_seen = await anyio.to_thread.run_sync(sync_call, target)
+    assert outside["txn"] == inside["txn"] == sync_seen["txn"] == explicit.txn

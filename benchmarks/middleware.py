@@ -1,0 +1,284 @@
+"""Per-hop cost of the integrations: requests per second of a trivial endpoint, with and without txtoken, in one run.
+
+HTTP (uvicorn, one worker, each variant its own subprocess on loopback):
+
+- ``bare``: a Starlette endpoint answering ``ok``;
+- ``pyjwt``: the same endpoint checking the ``Txn-Token`` header by hand with ``jwt.decode`` (key object, audience,
+  required claims) and the ``typ`` header;
+- ``verifier-in-handler``: the same endpoint calling ``TxnTokenVerifier.verify`` by hand, cache off (what
+  verification alone costs in place, without the middleware);
+- ``middleware-nocache``: the bare endpoint behind ``TxnTokenMiddleware``, verifier cache off (every request verifies);
+- ``middleware-cache``: the same with the cache on (the token has been seen before).
+
+gRPC (``grpc.aio`` server, one subprocess per variant): a unary call with raw-bytes messages, ``bare``, behind an
+interceptor that does nothing (what any ``grpc.aio`` interceptor costs), and behind ``AioTxnTokenServerInterceptor``
+with the cache off and on.
+
+The load generator runs in this process: for HTTP, keep-alive HTTP/1.1 connections on asyncio streams; for gRPC, a
+``grpc.aio`` channel with concurrent calls. Every request carries the same valid token. Machines here are shared and
+noisy, so the variants are measured interleaved in rounds, and each ratio is the median over rounds of
+(rate / bare rate in the same round). Bounded: ``rounds x variants x seconds`` of load, then the servers are stopped.
+
+    .venv/bin/python benchmarks/middleware.py [--rounds 5] [--seconds 1.0] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+TRUST_DOMAIN = "bench.example"
+HTTP_VARIANTS = ("bare", "pyjwt", "verifier-in-handler", "middleware-nocache", "middleware-cache")
+GRPC_VARIANTS = ("bare", "noop-interceptor", "interceptor-nocache", "interceptor-cache")
+GRPC_METHOD = "/bench.Echo/Unary"
+REQUIRED = ["iat", "exp", "aud", "txn", "sub", "scope", "req_wl"]
+
+
+# -- servers (run in subprocesses) ----------------------------------------------------------------------------------
+
+
+def http_app(variant: str, jwks: str) -> Any:
+    import jwt
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from txtoken import TxnTokenVerifier, load_jwks
+    from txtoken_asgi import TxnTokenMiddleware
+
+    keys = load_jwks(jwks)
+    pyjwt_alg = "EdDSA" if keys[0].alg in ("Ed25519", "EdDSA") else keys[0].alg
+
+    async def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async def checked_by_hand(request: Request) -> PlainTextResponse:
+        token = request.headers.get("txn-token", "")
+        try:
+            if jwt.get_unverified_header(token).get("typ") != "txntoken+jwt":
+                return PlainTextResponse("bad typ", status_code=401)
+            jwt.decode(
+                token,
+                keys[0].public_key,
+                algorithms=[pyjwt_alg],
+                audience=TRUST_DOMAIN,
+                options={"require": REQUIRED},
+            )
+        except jwt.PyJWTError:
+            return PlainTextResponse("invalid", status_code=401)
+        return PlainTextResponse("ok")
+
+    async def checked_by_verifier(request: Request) -> PlainTextResponse:
+        verifier.verify(request.headers.get("txn-token", ""))
+        return PlainTextResponse("ok")
+
+    cache_size = 10_000 if variant == "middleware-cache" else 0
+    verifier = TxnTokenVerifier(keys, trust_domain=TRUST_DOMAIN, cache_size=cache_size)
+    if variant == "pyjwt":
+        return Starlette(routes=[Route("/", checked_by_hand)])
+    if variant == "verifier-in-handler":
+        return Starlette(routes=[Route("/", checked_by_verifier)])
+    middleware = []
+    if variant.startswith("middleware"):
+        middleware = [Middleware(TxnTokenMiddleware, verifier=verifier)]
+    return Starlette(routes=[Route("/", ok)], middleware=middleware)
+
+
+async def serve_grpc(variant: str, jwks: str, port: int) -> None:
+    import grpc
+
+    from txtoken import TxnTokenVerifier, load_jwks
+    from txtoken_grpc import AioTxnTokenServerInterceptor
+
+    async def unary(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return request
+
+    class Noop(grpc.aio.ServerInterceptor):
+        async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+            return await continuation(details)
+
+    interceptors: list[grpc.aio.ServerInterceptor] = [Noop()] if variant == "noop-interceptor" else []
+    if variant.startswith("interceptor"):
+        cache_size = 0 if variant.endswith("nocache") else 10_000
+        verifier = TxnTokenVerifier(load_jwks(jwks), trust_domain=TRUST_DOMAIN, cache_size=cache_size)
+        interceptors.append(AioTxnTokenServerInterceptor(verifier))
+    server = grpc.aio.server(interceptors=interceptors)
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("bench.Echo", {"Unary": grpc.unary_unary_rpc_method_handler(unary)})]
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+def serve(kind: str, variant: str, jwks_file: str, port: int) -> None:
+    jwks = Path(jwks_file).read_text()
+    if kind == "grpc":
+        asyncio.run(serve_grpc(variant, jwks, port))
+        return
+    import uvicorn
+
+    uvicorn.run(http_app(variant, jwks), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# -- load generators (this process) ---------------------------------------------------------------------------------
+
+
+async def http_load(port: int, token: str, seconds: float, connections: int) -> float:
+    """Requests per second over ``connections`` keep-alive connections, each answer checked for 200."""
+    request = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nTxn-Token: {token}\r\n\r\n").encode("ascii")
+    deadline = time.perf_counter() + seconds
+    counts = [0] * connections
+
+    async def connection(i: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < deadline:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(f"unexpected answer: {head[:40]!r}")
+                length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+                await reader.readexactly(length)
+                counts[i] += 1
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(connection(i) for i in range(connections)))
+    return sum(counts) / (time.perf_counter() - start)
+
+
+async def grpc_load(port: int, token: str, seconds: float, concurrency: int) -> float:
+    import grpc
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(GRPC_METHOD)
+        metadata = (("txn-token", token),)
+        deadline = time.perf_counter() + seconds
+        counts = [0] * concurrency
+
+        async def caller(i: int) -> None:
+            while time.perf_counter() < deadline:
+                await unary(b"ping", metadata=metadata, timeout=10)
+                counts[i] += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(caller(i) for i in range(concurrency)))
+        return sum(counts) / (time.perf_counter() - start)
+
+
+# -- orchestration --------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def start_server(kind: str, variant: str, jwks_file: str, stack: ExitStack) -> int:
+    port = free_port()
+    args = [sys.executable, __file__, "--serve", kind, variant, jwks_file, str(port)]
+    process = subprocess.Popen(args)  # noqa: S603 - our own script, fixed arguments
+    stack.callback(process.wait, 10)
+    stack.callback(process.terminate)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{kind} server {variant} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{kind} server {variant} did not start")
+
+
+Load = Callable[[int, str, float, int], Coroutine[Any, Any, float]]
+
+
+def measure(
+    load: Load, ports: dict[str, int], token: str, rounds: int, seconds: float, concurrency: int
+) -> dict[str, tuple[float, float]]:
+    """Median rate and median ratio to ``bare`` per variant, the variants interleaved in each round."""
+    rates: dict[str, list[float]] = {variant: [] for variant in ports}
+    for port in ports.values():  # warm up: imports, caches, connection setup
+        asyncio.run(load(port, token, min(seconds, 0.5), concurrency))
+    for _ in range(rounds):
+        for variant, port in ports.items():
+            rates[variant].append(asyncio.run(load(port, token, seconds, concurrency)))
+    return {
+        variant: (
+            statistics.median(values),
+            statistics.median(v / b for v, b in zip(values, rates["bare"], strict=True)),
+        )
+        for variant, values in rates.items()
+    }
+
+
+def report(title: str, results: dict[str, tuple[float, float]]) -> None:
+    print(f"{title}\nvariant                 req/s   ratio to bare")
+    for variant, (rate, ratio) in results.items():
+        print(f"{variant:<20} {rate:>8,.0f}   {ratio:>13.2f}")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.0, help="of load per variant per round")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections (HTTP) or calls (gRPC)")
+    parser.add_argument("--alg", default="ES256", choices=["ES256", "EdDSA", "RS256"], help="the token's algorithm")
+    parser.add_argument("--serve", nargs=4, metavar=("KIND", "VARIANT", "JWKS", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        kind, variant, jwks_file, port = args.serve
+        serve(kind, variant, jwks_file, int(port))
+        return
+
+    from txtoken import KeySet, TxnTokenMinter
+
+    keys = KeySet.generate(args.alg)
+    minter = TxnTokenMinter(keys, trust_domain=TRUST_DOMAIN)
+    token = minter.mint(
+        sub="d084sdrt234fsaw34tr23t",
+        scope="trade.stocks",
+        req_wl="spiffe://bench.example/gateway",
+        rctx={"req_ip": "69.151.72.123", "authn": "face"},
+        tctx={"action": "BUY", "ticker": "MSFT", "quantity": "100", "customer_type": {"geo": "US", "level": "VIP"}},
+    )
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        jwks_file = str(Path(tmp) / "jwks.json")
+        Path(jwks_file).write_text(json.dumps(keys.public_jwks()))
+        http_ports = {v: start_server("http", v, jwks_file, stack) for v in HTTP_VARIANTS}
+        grpc_ports = {v: start_server("grpc", v, jwks_file, stack) for v in GRPC_VARIANTS}
+        print(f"{args.alg} token of {len(token)} bytes; {args.rounds} rounds of {args.seconds}s per variant\n")
+        http = measure(http_load, http_ports, token, args.rounds, args.seconds, args.connections)
+        report(f"HTTP: uvicorn (1 worker) + Starlette, {args.connections} keep-alive connections", http)
+        grpc_results = measure(grpc_load, grpc_ports, token, args.rounds, args.seconds, args.connections)
+        report(f"gRPC: grpc.aio server, unary, {args.connections} concurrent calls", grpc_results)
+    goals = [
+        ("HTTP middleware, cache off >= 0.6", http["middleware-nocache"][1] >= 0.6),
+        ("HTTP middleware, cache on  >= 0.9", http["middleware-cache"][1] >= 0.9),
+    ]
+    for goal, met in goals:
+        print(f"goal {goal}: {'met' if met else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
