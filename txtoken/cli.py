@@ -162,7 +162,8 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     directory = Path(args.dir) if args.dir else settings.key_dir if settings else data_dir()
     overlap = args.overlap if args.overlap is not None else settings.keys.rotation_overlap if settings else 1800
     keys = rotate_keys(directory, overlap=overlap, algorithm=args.alg)
-    previous = ", ".join(p.key.kid for p in keys.previous) or "none"
+    published = {key.kid for key in keys.verification_keys()}
+    previous = ", ".join(p.key.kid for p in keys.previous if p.key.kid in published) or "none"
     print(f"active key {keys.active.kid} ({keys.active.alg}); still published: {previous}", file=sys.stderr)
     return 0
 

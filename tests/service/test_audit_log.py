@@ -48,6 +48,16 @@ def test_replacement_is_audited_as_such(tts: Tts, caplog: pytest.LogCaptureFixtu
     assert line["txn"] == tts.verifier().verify(token).txn
 
 
+def test_refused_replacement_names_the_transaction(tts: Tts, caplog: pytest.LogCaptureFixture) -> None:
+    token = tts.issue(scope="trade.read")
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    response = tts.post(tts.replace_form(token, tts.platform.k8s_token(), scope="trade.read trade.admin"))
+    assert response.json()["error"] == "invalid_scope"
+    (line,) = _audit_lines(caplog)
+    assert (line["outcome"], line["replacement"]) == ("refused", True)
+    assert line["txn"] == tts.verifier().verify(token).txn
+
+
 def test_no_token_in_any_log_line(tts: Tts, caplog: pytest.LogCaptureFixture) -> None:
     """§15.2: complete Txn-Tokens MUST NOT be logged; nor any subject token, assertion or secret."""
     caplog.set_level(logging.DEBUG)

@@ -108,3 +108,14 @@ def test_keys_rotate_cli_uses_the_config_and_fails_cleanly_without_keys(
     retire_at = keys.previous[0].retire_at
     assert retire_at is not None
     assert 0 < retire_at - time.time() <= 61
+
+
+def test_keys_rotate_reports_only_the_keys_still_published(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = KeySet.generate()
+    old.save(tmp_path / KEY_FILE)
+    assert main(["keys", "rotate", "--dir", str(tmp_path), "--overlap", "600"]) == 0
+    assert f"still published: {old.active.kid}" in capsys.readouterr().err
+    assert main(["keys", "rotate", "--dir", str(tmp_path), "--overlap", "0"]) == 0
+    published = capsys.readouterr().err.split("still published: ")[1].strip()
+    assert old.active.kid in published  # its 600 s overlap still runs
+    assert len(published.split(", ")) == 1  # the key retired at once is not listed

@@ -204,11 +204,11 @@ class TokenExchange:
         workload.check_subject_type(token_type)
         subject = await self._validate(profile.validate, SubjectRequest(subject_token, workload, audience, now))
         record.replacement = subject.replaced is not None
+        if subject.replaced is not None:
+            record.txn = subject.replaced.txn  # an existing transaction: worth naming even when refused below
         workload.check_scope(requested, subject.scopes)
 
         claims = self._claims(workload, subject, audience, requested, rctx_in, tctx_in, int(now))
-        if subject.replaced is not None:
-            record.txn = claims.txn  # an existing transaction: worth naming even when refused below
         minter = TxnTokenMinter(
             self._keystore.current(),
             trust_domain=audience,
