@@ -69,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="txtoken-demo-"))
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started where SIGINT was ignored
     mesh = Mesh(data_dir, base_port=args.base_port)
     print(f"Starting the mesh ({len(SERVICES)} processes on 127.0.0.1:{args.base_port}-{args.base_port + 9})…")
     try:
