@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -73,30 +73,19 @@ def b64url_decode(segment: str) -> bytes:
         raise TokenMalformed("not base64url") from None
 
 
-def _string_count(obj: dict[str, Any]) -> int:
-    """How many strings (member names and string values) a parsed JSON object holds."""
-    count = len(obj)
-    for item in obj.values():
-        kind = type(item)
-        if kind is str:
-            count += 1
-        elif kind is dict:
-            count += _string_count(item)
-        elif kind is list:
-            count += _list_string_count(item)
-    return count
-
-
-def _list_string_count(items: list[Any]) -> int:
-    count = 0
+def _string_count(value: dict[str, Any] | list[Any]) -> int:
+    """How many strings (member names and string values) a parsed JSON object or array holds."""
+    items: Iterable[Any]
+    if isinstance(value, dict):
+        count, items = len(value), value.values()
+    else:
+        count, items = 0, value
     for item in items:
         kind = type(item)
         if kind is str:
             count += 1
-        elif kind is dict:
+        elif kind is dict or kind is list:
             count += _string_count(item)
-        elif kind is list:
-            count += _list_string_count(item)
     return count
 
 
