@@ -6,8 +6,7 @@ Inbound integrations set it around each request with :func:`use_transaction`; ou
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 
 from txtoken.errors import NoTransaction
@@ -18,19 +17,30 @@ __all__ = ["current_transaction", "require_transaction", "use_transaction"]
 _current: ContextVar[VerifiedTxnToken | None] = ContextVar("txtoken_current_transaction", default=None)
 
 
-@contextmanager
-def use_transaction(txn: VerifiedTxnToken | None) -> Iterator[VerifiedTxnToken | None]:
-    """Make ``txn`` the current transaction inside the block; the previous one is current again afterwards."""
-    previous = _current.get()
-    reset = _current.set(txn)
-    try:
-        yield txn
-    finally:
+class _TransactionScope:
+    """The context manager :func:`use_transaction` returns (a class: it runs on every request and message)."""
+
+    __slots__ = ("_previous", "_reset", "_txn")
+
+    def __init__(self, txn: VerifiedTxnToken | None) -> None:
+        self._txn = txn
+
+    def __enter__(self) -> VerifiedTxnToken | None:
+        self._previous = _current.get()
+        self._reset = _current.set(self._txn)
+        return self._txn
+
+    def __exit__(self, *exc_info: object) -> None:
         try:
-            _current.reset(reset)
+            _current.reset(self._reset)
         except ValueError:
             # Exited in another Context than entered (a generator finalized elsewhere): restore by value.
-            _current.set(previous)
+            _current.set(self._previous)
+
+
+def use_transaction(txn: VerifiedTxnToken | None) -> AbstractContextManager[VerifiedTxnToken | None]:
+    """Make ``txn`` the current transaction inside the block; the previous one is current again afterwards."""
+    return _TransactionScope(txn)
 
 
 def current_transaction() -> VerifiedTxnToken | None:

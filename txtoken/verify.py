@@ -10,7 +10,6 @@ required claim present and well typed; ``aud`` is this verifier's trust domain; 
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -119,7 +118,7 @@ class VerifiedTxnToken:
 
 
 class VerifiedTokenCache:
-    """Tokens already verified, keyed by the SHA-256 of the token, each dropped at its ``exp``.
+    """Tokens already verified, keyed by the token itself, each dropped at its ``exp``.
 
     Bounded: when full, the oldest entries go first. A hit skips the signature check, so a token seen again (fan-out,
     retries) costs a hash and a lookup.
@@ -130,29 +129,23 @@ class VerifiedTokenCache:
             raise ConfigurationError("max_entries must be at least 1")
         self._max_entries = max_entries
         self._clock = clock
-        self._entries: dict[bytes, VerifiedTxnToken] = {}
+        self._entries: dict[str, VerifiedTxnToken] = {}
         self._lock = threading.Lock()
 
-    @staticmethod
-    def _key(token: str) -> bytes:
-        return hashlib.sha256(token.encode("ascii", "replace")).digest()
-
     def get(self, token: str) -> VerifiedTxnToken | None:
-        key = self._key(token)
-        entry = self._entries.get(key)
+        entry = self._entries.get(token)
         if entry is None:
             return None
         if self._clock() >= entry.expires_at:
-            self._entries.pop(key, None)
+            self._entries.pop(token, None)
             return None
         return entry
 
     def put(self, verified: VerifiedTxnToken) -> None:
-        key = self._key(verified.token)
         with self._lock:
             if len(self._entries) >= self._max_entries:
                 self._evict()
-            self._entries[key] = verified
+            self._entries[verified.token] = verified
 
     def _evict(self) -> None:
         now = self._clock()

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from txtoken.claims import HTTP_HEADER
-from txtoken.context import use_transaction
+from txtoken.context import current_transaction, use_transaction
 from txtoken.errors import TokenDuplicated, TokenMissing, TxTokenError
 from txtoken.policy import Policy
 from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
@@ -74,8 +74,16 @@ class TxnTokenMiddleware:
         if self._starlette_auth:
             scope["auth"] = credentials_for(txn)
             scope["user"] = TxnUser(txn)
+        outside = current_transaction()
+
+        async def send_outside_transaction(message: Message) -> None:
+            # Callbacks the server schedules while sending (uvicorn's keep-alive timer) copy the current context; run
+            # them outside the transaction so they neither see it nor keep the verified token alive after the request.
+            with use_transaction(outside):
+                await send(message)
+
         with use_transaction(txn):
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_outside_transaction)
 
     async def _admit(self, scope: Scope, path: str) -> VerifiedTxnToken:
         txn = await self.verifier.averify(_token(scope))

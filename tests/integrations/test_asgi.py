@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 from collections.abc import Callable
@@ -230,22 +231,27 @@ async def test_websocket_refusal_closes_with_policy_violation_without_http_respo
 @pytest.mark.anyio
 @pytest.mark.parametrize("fails", [False, True])
 async def test_transaction_is_set_for_the_app_and_reset_after_it_also_on_error(issuer: Issuer, fails: bool) -> None:
-    seen: list[str | None] = []
+    """The app sees the request's transaction; the server's ``send`` runs outside it (what the server schedules
+    while sending, such as uvicorn's keep-alive timer, must not capture the transaction), and it is reset after."""
+    in_app: list[str | None] = []
+    in_send: list[str | None] = []
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:
         txn = current_transaction()
-        seen.append(txn.txn if txn else None)
+        in_app.append(txn.txn if txn else None)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         if fails:
             raise RuntimeError("the handler failed mid-response")
         await send({"type": "http.response.body", "body": b""})
+        txn = current_transaction()
+        in_app.append(txn.txn if txn else None)
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b""}
 
     async def send(message: Any) -> None:
         txn = current_transaction()
-        seen.append(txn.txn if txn else None)
+        in_send.append(txn.txn if txn else None)
 
     token = issuer.mint()
     outer = issuer.verified()
@@ -258,7 +264,29 @@ async def test_transaction_is_set_for_the_app_and_reset_after_it_also_on_error(i
             await TxnTokenMiddleware(inner, verifier=issuer.verifier())(scope, receive, send)
         assert current_transaction() is outer
     txn = issuer.verifier().verify(token).txn
-    assert seen == [txn] * len(seen) and len(seen) == (2 if fails else 3)
+    assert in_app == [txn] * (1 if fails else 2)
+    assert in_send == [outer.txn] * (1 if fails else 2)
+
+
+@pytest.mark.anyio
+async def test_callbacks_scheduled_while_sending_do_not_capture_the_transaction(issuer: Issuer) -> None:
+    """A timer the server arms in ``send`` (as uvicorn does for keep-alive) copies the context of that moment."""
+    captured: list[contextvars.Context] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        captured.append(contextvars.copy_context())
+
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": [(b"txn-token", issuer.mint().encode())]}
+    await TxnTokenMiddleware(app, verifier=issuer.verifier())(scope, receive, send)
+    assert len(captured) == 2
+    assert all(context.run(current_transaction) is None for context in captured)
 
 
 @pytest.mark.anyio
