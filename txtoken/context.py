@@ -6,7 +6,6 @@ Inbound integrations set it around each request with :func:`use_transaction`; ou
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from contextvars import ContextVar
 
 from txtoken.errors import NoTransaction
@@ -17,8 +16,11 @@ __all__ = ["current_transaction", "require_transaction", "use_transaction"]
 _current: ContextVar[VerifiedTxnToken | None] = ContextVar("txtoken_current_transaction", default=None)
 
 
-class _TransactionScope:
-    """The context manager :func:`use_transaction` returns (a class: it runs on every request and message)."""
+class use_transaction:  # lowercase like contextlib.suppress: callers use it as a function
+    """Make ``txn`` the current transaction inside the ``with`` block; the previous one is current again after it.
+
+    A class rather than a generator-based context manager: it runs around every request and message.
+    """
 
     __slots__ = ("_previous", "_reset", "_txn")
 
@@ -36,11 +38,6 @@ class _TransactionScope:
         except ValueError:
             # Exited in another Context than entered (a generator finalized elsewhere): restore by value.
             _current.set(self._previous)
-
-
-def use_transaction(txn: VerifiedTxnToken | None) -> AbstractContextManager[VerifiedTxnToken | None]:
-    """Make ``txn`` the current transaction inside the block; the previous one is current again afterwards."""
-    return _TransactionScope(txn)
 
 
 def current_transaction() -> VerifiedTxnToken | None:

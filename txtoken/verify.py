@@ -47,13 +47,14 @@ class VerifiedTxnToken:
     :class:`~txtoken.claims.TxnTokenClaims` model, is built on first use.
     """
 
-    __slots__ = ("_claims", "_kid", "_payload", "_token")
+    __slots__ = ("_claims", "_kid", "_payload", "_scopes", "_token")
 
     def __init__(self, token: str, claims: TxnTokenClaims, kid: str) -> None:
         self._token = token
         self._kid = kid
         self._payload: Mapping[str, Any] = claims.to_dict()
         self._claims: TxnTokenClaims | None = claims
+        self._scopes: frozenset[str] | None = None
 
     @classmethod
     def _checked(cls, token: str, payload: Mapping[str, Any], kid: str) -> VerifiedTxnToken:
@@ -63,6 +64,7 @@ class VerifiedTxnToken:
         verified._kid = kid
         verified._payload = payload
         verified._claims = None
+        verified._scopes = None
         return verified
 
     def __repr__(self) -> str:
@@ -98,7 +100,10 @@ class VerifiedTxnToken:
 
     @property
     def scopes(self) -> frozenset[str]:
-        return frozenset(self.scope.split())
+        scopes = self._scopes
+        if scopes is None:
+            scopes = self._scopes = frozenset(self.scope.split())
+        return scopes
 
     @property
     def req_wl(self) -> str:

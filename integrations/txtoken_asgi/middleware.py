@@ -12,7 +12,7 @@ from txtoken.claims import HTTP_HEADER
 from txtoken.context import current_transaction, use_transaction
 from txtoken.errors import TokenDuplicated, TokenMissing, TxTokenError
 from txtoken.policy import Policy
-from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
+from txtoken.verify import TxnTokenVerifier
 from txtoken_asgi.user import TxnUser, credentials_for
 
 __all__ = ["TxnTokenMiddleware"]
@@ -64,7 +64,14 @@ class TxnTokenMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            txn = await self._admit(scope, path)
+            txn = await self.verifier.averify(_token(scope["headers"]))
+            if self.policy is not None:
+                self.policy.authorize_http(
+                    txn,
+                    method=scope.get("method", "GET"),
+                    path=path,
+                    query_string=scope.get("query_string", b"").decode("latin-1"),
+                )
         except TxTokenError as exc:
             logger.info("refused a Txn-Token: status=%s code=%s", exc.http_status, exc.code)
             await _refuse(scope, receive, send, exc)
@@ -85,25 +92,17 @@ class TxnTokenMiddleware:
         with use_transaction(txn):
             await self.app(scope, receive, send_outside_transaction)
 
-    async def _admit(self, scope: Scope, path: str) -> VerifiedTxnToken:
-        txn = await self.verifier.averify(_token(scope))
-        if self.policy is not None:
-            self.policy.authorize_http(
-                txn,
-                method=scope.get("method", "GET"),
-                path=path,
-                query_string=scope.get("query_string", b"").decode("latin-1"),
-            )
-        return txn
 
-
-def _token(scope: Scope) -> str:
-    values = [value for name, value in scope["headers"] if name == _HEADER]
-    if not values:
+def _token(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    token = None
+    for name, value in headers:
+        if name == _HEADER:
+            if token is not None:
+                raise TokenDuplicated(f"more than one {HTTP_HEADER} header")
+            token = value
+    if token is None:
         raise TokenMissing(f"no {HTTP_HEADER} header")
-    if len(values) > 1:
-        raise TokenDuplicated(f"more than one {HTTP_HEADER} header")
-    return bytes(values[0]).decode("latin-1")
+    return bytes(token).decode("latin-1")
 
 
 def _route_path(scope: Scope) -> str:
