@@ -7,7 +7,7 @@ creation only, and register an object for one RPC kind only (grpc#43512), so the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
@@ -29,21 +29,22 @@ __all__ = [
 class _TokenSource:
     """The token to send: the current transaction's; with ``required``, a call outside one raises ``NoTransaction``.
 
-    Metadata that already carries ``txn-token`` is left as it is.
+    The ``txn-token`` entry is the interceptor's alone, as the header is ``TxnTokenAuth``'s: an entry the caller set is
+    replaced, or dropped when there is no token to send, so a call never carries a token other than the transaction's.
     """
 
     def __init__(self, *, required: bool = True) -> None:
         self.required = required
 
-    def _token(self, metadata: Sequence[tuple[str, Any]] | None) -> str | None:
-        if any(key == GRPC_METADATA_KEY for key, _ in metadata or ()):
-            return None
+    def _metadata(self, metadata: Iterable[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
+        """``metadata`` without any ``txn-token`` entry, plus the current transaction's token if there is one."""
         txn = current_transaction()
-        if txn is None:
-            if self.required:
-                raise NoTransaction("a gRPC call that needs a Txn-Token was made outside a transaction")
-            return None
-        return txn.token
+        if txn is None and self.required:
+            raise NoTransaction("a gRPC call that needs a Txn-Token was made outside a transaction")
+        entries = [(key, value) for key, value in metadata or () if key.lower() != GRPC_METADATA_KEY]
+        if txn is not None:
+            entries.append((GRPC_METADATA_KEY, txn.token))
+        return entries
 
 
 class _CallDetails(grpc.ClientCallDetails):
@@ -66,11 +67,7 @@ class TxnTokenClientInterceptor(
     """For ``grpc.intercept_channel``: all four RPC kinds."""
 
     def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        metadata = list(details.metadata or ())
-        token = self._token(metadata)
-        if token is None:
-            return details
-        return _CallDetails(details, (*metadata, (GRPC_METADATA_KEY, token)))
+        return _CallDetails(details, tuple(self._metadata(details.metadata)))
 
     def intercept_unary_unary(self, continuation: Callable[..., Any], client_call_details: Any, request: Any) -> Any:
         return continuation(self._details(client_call_details), request)
@@ -91,11 +88,7 @@ class TxnTokenClientInterceptor(
 
 class _AioTokenSource(_TokenSource):
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata.from_tuple(tuple(details.metadata or ()))
-        token = self._token(list(metadata))
-        if token is None:
-            return details
-        metadata.add(GRPC_METADATA_KEY, token)
+        metadata = grpc.aio.Metadata.from_tuple(tuple(self._metadata(details.metadata)))
         return grpc.aio.ClientCallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )

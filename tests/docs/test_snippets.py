@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from pathlib import Path
 
@@ -23,3 +24,5 @@ def test_snippets_run(document: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     for number, snippet in enumerate(_snippets(document), start=1):
         code = compile(snippet, f"{document.name}#snippet{number}", "exec")
         exec(code, namespace)  # noqa: S102 - running the documentation is the point of this test
+    namespace.clear()
+    gc.collect()  # finalize the snippets' grpc.aio objects here, not in a server thread of a later test

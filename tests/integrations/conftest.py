@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,8 +25,13 @@ async def one_event_loop_for_grpc_aio() -> AsyncIterator[None]:
 
     grpc.aio's completion-queue poller outlives a test: an event for a channel or server of a finished test (a GOAWAY
     as the server stops) would be delivered to that test's closed loop and fail whichever test runs next.
+
+    At the end, a collection on this loop finalizes the grpc.aio objects left in reference cycles. Finalized later,
+    in whatever thread happens to collect (a uvicorn server thread of another package), the last one shuts grpc.aio
+    down there and waits for its poller thread forever.
     """
     yield
+    gc.collect()
 
 
 TRUST_DOMAIN = "trade.example"

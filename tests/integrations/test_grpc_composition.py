@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from txtoken import current_transaction, use_transaction
+from txtoken.errors import NoTransaction
 from txtoken.policy import Policy, Rule
 from txtoken_grpc import (
     AioTxnTokenServerInterceptor,
@@ -357,8 +358,9 @@ async def test_aio_binding_also_checks_messages_read_from_the_context(issuer: Is
 
 
 @pytest.mark.anyio
-async def test_client_interceptors_keep_an_explicit_txn_token_entry(issuer: Issuer) -> None:
-    """A ``txn-token`` entry the caller set goes out alone: never a second one beside it, and no NoTransaction."""
+async def test_client_interceptors_replace_a_txn_token_entry_the_caller_set(issuer: Issuer) -> None:
+    """The ``txn-token`` entry is the interceptors' alone (as the header is TxnTokenAuth's): one the caller set is
+    replaced by the current transaction's token, or dropped when there is none to send; never two entries."""
     current, explicit = issuer.verified(), issuer.verified()
     kw: dict[str, Any] = {"request_serializer": encode, "response_deserializer": decode}
     metadata = (("txn-token", explicit.token),)
@@ -372,9 +374,18 @@ async def test_client_interceptors_keep_an_explicit_txn_token_entry(issuer: Issu
     async with running_server("aio", [server_ic], [metadata_keys_handler()]) as target:
         async with grpc.aio.insecure_channel(target, interceptors=aio_client_interceptors()) as channel:
             call = channel.unary_unary("/test.Meta/Keys", **kw)
-            outside = await call({}, metadata=metadata, timeout=10)  # no transaction, yet no NoTransaction
             with use_transaction(current):
                 inside = await call({}, metadata=metadata, timeout=10)
+            with pytest.raises(NoTransaction):
+                await call({}, metadata=metadata, timeout=10)
+        async with grpc.aio.insecure_channel(target, interceptors=aio_client_interceptors(required=False)) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as dropped:
+                await channel.unary_unary("/test.Meta/Keys", **kw)({}, metadata=metadata, timeout=10)
         with use_transaction(current):
             sync_seen = await anyio.to_thread.run_sync(sync_call, target)
-    assert outside["txn"] == inside["txn"] == sync_seen["txn"] == explicit.txn
+        with pytest.raises(NoTransaction):
+            await anyio.to_thread.run_sync(sync_call, target)
+    assert inside["txn"] == sync_seen["txn"] == current.txn != explicit.txn
+    assert inside["keys"].count("txn-token") == sync_seen["keys"].count("txn-token") == 1
+    assert dropped.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert (dropped.value.details() or "").startswith("token_missing")
