@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from txtoken.errors import ConfigurationError, UnknownKey
+from txtoken.errors import ConfigurationError
 from txtoken.keys import Algorithm, KeySet, SigningKey, VerificationKey
+from txtoken.keysource import StaticKeySource
 
 __all__ = ["KEY_FILE", "KeyStore", "KeyStoreKeySource", "rotate_keys"]
 
@@ -132,19 +133,26 @@ class KeyStore:
 
 
 class KeyStoreKeySource:
-    """The keys a :class:`KeyStore` publishes, as a key source (to verify the TTS's own tokens on replacement)."""
+    """The keys a :class:`KeyStore` publishes, as a key source (to verify the TTS's own tokens on replacement).
+
+    A :class:`~txtoken.keysource.StaticKeySource` of the store's current key set, rebuilt when the store reloads.
+    """
 
     def __init__(self, store: KeyStore) -> None:
         self._store = store
+        self._current: tuple[KeySet, StaticKeySource] | None = None
+
+    def _source(self) -> StaticKeySource:
+        keys, current = self._store.current(), self._current
+        if current is None or current[0] is not keys:
+            current = self._current = (keys, StaticKeySource.from_key_set(keys))
+        return current[1]
 
     def cached_key(self, kid: str) -> VerificationKey | None:
-        return next((k for k in self._store.current().verification_keys() if k.kid == kid), None)
+        return self._source().cached_key(kid)
 
     def fetch_key(self, kid: str) -> VerificationKey:
-        key = self.cached_key(kid)
-        if key is None:
-            raise UnknownKey("no key with this kid")
-        return key
+        return self._source().fetch_key(kid)
 
     async def afetch_key(self, kid: str) -> VerificationKey:
         return self.fetch_key(kid)
