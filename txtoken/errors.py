@@ -19,6 +19,7 @@ contain a token.
     ├── NoTransaction                     500  INTERNAL          (no current Txn-Token where one is needed)
     ├── KeysUnavailable                   503  UNAVAILABLE
     ├── CredentialUnavailable             503  UNAVAILABLE
+    ├── ReplayStoreUnavailable            503  UNAVAILABLE       (a single-use check cannot be made)
     └── TokenServiceError                 the TTS's OAuth error, see ``oauth_error_class``
         ├── InvalidRequest, InvalidClient, InvalidScope, InvalidTarget
         ├── UnauthorizedClient, UnsupportedGrantType
@@ -46,6 +47,7 @@ __all__ = [
     "LegacyClaims",
     "LifetimeTooLong",
     "NoTransaction",
+    "ReplayStoreUnavailable",
     "SignatureInvalid",
     "TokenDuplicated",
     "TokenExpired",
@@ -205,6 +207,15 @@ class CredentialUnavailable(TxTokenError):
     code = "credential_unavailable"
     http_status = 503
     grpc_status = "UNAVAILABLE"
+
+
+class ReplayStoreUnavailable(TxTokenError):
+    """A single-use identifier cannot be checked (the replay store is full or unreachable): refused, never waved on."""
+
+    code = "replay_store_unavailable"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    oauth_error = "temporarily_unavailable"
 
 
 # --- errors of the Txn-Token Service, by OAuth error code ---------------------------------------------------------
