@@ -73,7 +73,15 @@ class TxnTokenMiddleware:
                     query_string=scope.get("query_string", b"").decode("latin-1"),
                 )
         except TxTokenError as exc:
-            logger.info("refused a Txn-Token: status=%s code=%s", exc.http_status, exc.code)
+            method = scope.get("method", "GET")
+            logger.info(
+                "refused a Txn-Token: %s %r status=%s code=%s",
+                method,
+                path,
+                exc.http_status,
+                exc.code,
+                extra={"method": method, "path": path, "status": exc.http_status, "code": exc.code},
+            )
             await _refuse(scope, receive, send, exc)
             return
         scope["txtoken"] = txn
