@@ -1,6 +1,6 @@
 """The audit log: one structured record per issuance and per refusal, on the ``txtoken.audit`` logger.
 
-The record's fields (``extra=``, so a JSON formatter such as :class:`txtoken.jsonlog.JsonFormatter` writes them as
+The record's fields (``extra=``, so a JSON formatter such as :class:`txtoken.logs.JsonFormatter` writes them as
 members; the message repeats them as ``name=value`` for plain text) are the outcome, the OAuth error, HTTP status
 and reason (refusals), ``txn``, ``req_wl``, ``aud``, ``subject_token_type``, ``scope``, ``replacement``, and the
 SHA-256 of the issued token (``token_sha256``): never a token, never a secret (§15.2).
