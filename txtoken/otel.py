@@ -24,7 +24,7 @@ from dataclasses import dataclass
 try:
     from opentelemetry import metrics, trace
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-except ImportError as exc:  # pragma: no cover - exercised by the packaging tests
+except ImportError as exc:
     raise ImportError("txtoken.otel needs OpenTelemetry: pip install 'txtoken[otel]'", name=exc.name) from exc
 
 from txtoken import telemetry

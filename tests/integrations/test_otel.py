@@ -162,3 +162,19 @@ def test_refusal_log_carries_method_path_status_and_code(
     fields = {name: record.__dict__[name] for name in ("method", "path", "status", "code")}
     assert fields == {"method": "GET", "path": "/inside", "status": 401, "code": "signature_invalid"}
     assert forged.split(".")[1] not in record.getMessage()
+
+
+def test_a_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    from txtoken.errors import ConfigurationError
+    from txtoken.service.metrics import PrometheusMetrics
+
+    monkeypatch.delitem(sys.modules, "txtoken.otel")
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    with pytest.raises(ImportError, match=r"pip install 'txtoken\[otel\]'"):
+        importlib.import_module("txtoken.otel")
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.prometheus", None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'txtoken\[prometheus\]'"):
+        PrometheusMetrics()

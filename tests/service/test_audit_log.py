@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+import httpx
 import pytest
 
 from txtoken.claims import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_UNSIGNED_JSON
@@ -114,3 +115,17 @@ def test_no_token_in_any_log_line(tts: Tts, caplog: pytest.LogCaptureFixture) ->
             if len(part) > 20:
                 assert part not in text
     assert "pii-user-7" not in text
+
+
+def test_refusal_before_the_exchange_is_logged_with_method_path_status_code(
+    tts: Tts, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="txtoken.service")
+    form = tts.form()
+    response = httpx.post(tts.token_endpoint, json=form)  # not a form
+    assert response.status_code == 400
+    (record,) = (r for r in caplog.records if r.name == "txtoken.service")
+    fields = {name: record.__dict__[name] for name in ("method", "path", "status", "code")}
+    assert fields == {"method": "POST", "path": "/token", "status": 400, "code": "invalid_request"}
+    assert form["subject_token"] not in record.getMessage()
+    assert not _audit_lines(caplog)
