@@ -44,8 +44,8 @@ _ATTRIBUTES: dict[telemetry.Attribute, str] = {
 }
 #: The only reported attributes that may label a metric (bounded by configuration).
 _METRIC_ATTRIBUTES = frozenset({"subject_token_type"})
-OUTCOME = "txtoken.outcome"
-ERROR_TYPE = "error.type"
+_OUTCOME = "txtoken.outcome"
+_ERROR_TYPE = "error.type"
 # Verification takes microseconds when cached, milliseconds with a key fetch.
 _DURATION_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
 
@@ -99,6 +99,9 @@ class OpenTelemetryObserver:
             description="Duration of Txn-Token verifications",
             explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
         )
+        self._refusals = meter.create_counter(
+            "txtoken.refusals", unit="{refusal}", description="Requests and calls refused by the integrations"
+        )
         self._replay_hits = meter.create_counter(
             "txtoken.replay.hits", unit="{hit}", description="Single-use keys presented again (replays refused)"
         )
@@ -122,15 +125,18 @@ class OpenTelemetryObserver:
             finally:
                 labels = outcome.labels
                 if outcome.code is None:
-                    labels[OUTCOME] = "success"
+                    labels[_OUTCOME] = "success"
                 else:
-                    labels[OUTCOME] = "failure"
-                    labels[ERROR_TYPE] = outcome.code
-                    span.set_attribute(ERROR_TYPE, outcome.code)
+                    labels[_OUTCOME] = "failure"
+                    labels[_ERROR_TYPE] = outcome.code
+                    span.set_attribute(_ERROR_TYPE, outcome.code)
                     span.set_status(Status(StatusCode.ERROR, outcome.code))
                 self._counters[name].add(1, labels)
                 if name == "verify":
                     self._verify_duration.record(time.perf_counter() - started, labels)
+
+    def refusal(self, carrier: telemetry.Carrier, code: str) -> None:
+        self._refusals.add(1, {"txtoken.carrier": carrier, _ERROR_TYPE: code})
 
     def replay_hit(self, namespace: str) -> None:
         self._replay_hits.add(1, {"txtoken.replay.namespace": namespace})

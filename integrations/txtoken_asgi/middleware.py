@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from txtoken import telemetry
 from txtoken.claims import HTTP_HEADER
 from txtoken.context import current_transaction, use_transaction
 from txtoken.errors import TokenDuplicated, TokenMissing, TxTokenError
@@ -82,6 +83,7 @@ class TxnTokenMiddleware:
                 exc.code,
                 extra={"method": method, "path": path, "status": exc.http_status, "code": exc.code},
             )
+            telemetry.refusal("http", exc.code)
             await _refuse(scope, receive, send, exc)
             return
         scope["txtoken"] = txn

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from txtoken import telemetry
 from txtoken.claims import GRPC_METADATA_KEY
 from txtoken.errors import BindingMismatch, TokenDuplicated, TokenMalformed, TokenMissing, TxTokenError
 from txtoken.policy import Policy, RouteMatch
@@ -110,4 +111,5 @@ def refusal(exc: TxTokenError, method: str) -> tuple[grpc.StatusCode, str, tuple
         exc.code,
         extra={"method": method, "status": exc.grpc_status, "code": exc.code},
     )
+    telemetry.refusal("grpc", exc.code)
     return grpc.StatusCode[exc.grpc_status], str(exc), ((ERROR_METADATA_KEY, exc.code),)

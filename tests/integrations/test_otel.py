@@ -45,6 +45,8 @@ async def test_middleware_verification_spans_and_metrics(serve: Serve, issuer: I
     async with httpx.AsyncClient(base_url=server.url) as client:
         ok = await client.get("/inside", headers={"Txn-Token": good})
         refused = [await client.get("/inside", headers={"Txn-Token": t}) for t in (expired, bad)]
+        missing = await client.get("/inside")
+    assert missing.status_code == 401
     assert ok.status_code == 200
     assert ok.json()["baggage"] == {}  # txn never travels as baggage
     assert [r.status_code for r in refused] == [401, 401]
@@ -66,6 +68,11 @@ async def test_middleware_verification_spans_and_metrics(serve: Serve, issuer: I
         (("error.type", "token_expired"), ("txtoken.outcome", "failure")): 1,
         (("error.type", "signature_invalid"), ("txtoken.outcome", "failure")): 1,
     }
+    refusals = otel_capture.counts("txtoken.refusals")
+    assert refusals == {
+        (("error.type", code), ("txtoken.carrier", "http")): 1
+        for code in ("token_expired", "signature_invalid", "token_missing")
+    }  # a missing token never reaches the verifier, but it is a refusal
     durations = otel_capture.points("txtoken.verification.duration")
     assert sum(point.count for _, point in durations) == 3
     for attributes, _ in durations + otel_capture.points("txtoken.verifications"):
@@ -90,6 +97,9 @@ async def test_grpc_interceptor_verification_spans(
     assert refused.attributes["error.type"] == "token_expired"
     assert "txtoken.txn" not in refused.attributes
     assert_no_secret_in([verified, refused], [good, expired])
+    assert otel_capture.counts("txtoken.refusals") == {
+        (("error.type", "token_expired"), ("txtoken.carrier", "grpc")): 1
+    }
     (record,) = (r for r in caplog.records if r.name == "txtoken.grpc")
     fields = {name: record.__dict__[name] for name in ("method", "status", "code")}
     assert fields == {"method": UNARY, "status": "UNAUTHENTICATED", "code": "token_expired"}
