@@ -188,3 +188,14 @@ def test_a_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.prometheus", None)
     with pytest.raises(ConfigurationError, match=r"pip install 'txtoken\[prometheus\]'"):
         PrometheusMetrics()
+
+
+def test_nothing_imports_opentelemetry_unless_asked() -> None:
+    """The core, the TTS and the integrations run without the ``otel`` extra: only ``txtoken.otel`` imports it."""
+    import subprocess
+    import sys
+
+    modules = "txtoken, txtoken.cli, txtoken.service, txtoken_asgi, txtoken_grpc, txtoken_httpx"
+    code = f"import sys, {modules}; print(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'prom'))))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
