@@ -12,7 +12,7 @@ contain a token.
     │   ├── TokenMissing, TokenDuplicated, TokenTooLarge, TokenMalformed
     │   ├── AlgorithmNotAllowed, TypMismatch, UnknownKey, SignatureInvalid
     │   ├── AudienceMismatch, TokenExpired, TokenNotYetValid, LifetimeTooLong
-    │   └── ClaimInvalid, LegacyClaims
+    │   └── ClaimInvalid, LegacyClaims, TokenReplayed
     ├── AccessDenied                      403  PERMISSION_DENIED
     │   ├── InsufficientScope
     │   └── BindingMismatch
@@ -58,6 +58,7 @@ __all__ = [
     "TokenMalformed",
     "TokenMissing",
     "TokenNotYetValid",
+    "TokenReplayed",
     "TokenRejected",
     "TokenServiceError",
     "TokenServiceUnavailable",
@@ -161,6 +162,12 @@ class ClaimInvalid(TokenRejected):
     """A required claim is missing or a claim has the wrong type."""
 
     code = "claim_invalid"
+
+
+class TokenReplayed(TokenRejected):
+    """A Txn-Token presented a second time where each may be used once (a forward-auth ``single_use`` route)."""
+
+    code = "token_replayed"
 
 
 class LegacyClaims(TokenRejected):
