@@ -8,7 +8,10 @@ Handlers read the verified transaction with :func:`txtoken.current_transaction`,
 ``request.scope["txtoken"]``, or ``request.user`` / ``request.auth`` (Starlette's ``@requires`` works on its scopes).
 """
 
-from txtoken_asgi.middleware import TxnTokenMiddleware
-from txtoken_asgi.user import TxnUser
+from txtoken.extras import requires_extra
+
+with requires_extra("asgi", "txtoken_asgi (the ASGI middleware)"):
+    from txtoken_asgi.middleware import TxnTokenMiddleware
+    from txtoken_asgi.user import TxnUser
 
 __all__ = ["TxnTokenMiddleware", "TxnUser"]
