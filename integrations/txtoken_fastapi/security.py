@@ -14,7 +14,8 @@ from txtoken.claims import HTTP_HEADER
 from txtoken.context import use_transaction
 from txtoken.errors import InsufficientScope, NoTransaction, TxTokenError
 from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
-from txtoken_asgi.middleware import _token, app_verifier
+from txtoken_asgi import app_verifier
+from txtoken_asgi.middleware import _token
 
 __all__ = ["TxnTokenHTTPException", "TxnTokenSecurity", "docs_paths"]
 
