@@ -121,7 +121,7 @@ async def _serve_exempt(app: ASGIApp, scope: Scope, receive: Receive, send: Send
         if started:
             raise
         logger.warning(
-            "a handler on a path exempt from Txn-Token verification needs a transaction: path=%s code=%s",
+            "a handler on a path exempt from Txn-Token verification needs a transaction: path=%r code=%s",
             _route_path(scope),
             exc.code,
         )
