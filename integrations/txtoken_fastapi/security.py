@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, WebSocketException, status
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
+from starlette.requests import HTTPConnection
 
 from txtoken.claims import HTTP_HEADER
 from txtoken.context import use_transaction
@@ -51,8 +52,10 @@ class TxnTokenSecurity(SecurityBase):
       when set) and makes it the current transaction for the rest of the request, so outbound calls forward it.
 
     The scopes of every enclosing ``Security`` must all be in the token's ``scope`` (else 403
-    ``insufficient_scope``). Refusals raise :class:`TxnTokenHTTPException`. The OpenAPI document gets an ``apiKey``
-    scheme for the ``Txn-Token`` header, named ``scheme_name``, with each operation's scopes.
+    ``insufficient_scope``). Refusals raise :class:`TxnTokenHTTPException`; on a WebSocket route, a
+    ``WebSocketException`` that closes the handshake with code 1008 and the error code as the reason. The OpenAPI
+    document gets an ``apiKey`` scheme for the ``Txn-Token`` header, named ``scheme_name``, with each operation's
+    scopes.
     """
 
     def __init__(
@@ -66,14 +69,18 @@ class TxnTokenSecurity(SecurityBase):
         self.scheme_name = scheme_name
         self.model = APIKey.model_validate({"in": APIKeyIn.header, "name": HTTP_HEADER, "description": description})
 
-    async def __call__(self, request: Request, security_scopes: SecurityScopes) -> AsyncIterator[VerifiedTxnToken]:
+    async def __call__(
+        self, connection: HTTPConnection, security_scopes: SecurityScopes
+    ) -> AsyncIterator[VerifiedTxnToken]:
         try:
-            txn, verified_here = await self._transaction(request)
+            txn, verified_here = await self._transaction(connection)
             missing = sorted(set(security_scopes.scopes) - txn.scopes)
             if missing:
                 raise InsufficientScope(f"missing scope: {' '.join(missing)}")
         except TxTokenError as exc:
             logger.info("refused a Txn-Token: status=%s code=%s", exc.http_status, exc.code)
+            if connection.scope["type"] == "websocket":
+                raise WebSocketException(status.WS_1008_POLICY_VIOLATION, exc.code) from None
             raise TxnTokenHTTPException(exc) from None
         if not verified_here:
             yield txn
@@ -81,17 +88,17 @@ class TxnTokenSecurity(SecurityBase):
         with use_transaction(txn):
             yield txn
 
-    async def _transaction(self, request: Request) -> tuple[VerifiedTxnToken, bool]:
+    async def _transaction(self, connection: HTTPConnection) -> tuple[VerifiedTxnToken, bool]:
         """The request's verified transaction, and whether this call verified it."""
-        txn: VerifiedTxnToken | None = request.scope.get("txtoken")
+        txn: VerifiedTxnToken | None = connection.scope.get("txtoken")
         if txn is not None:  # verified by the middleware, or by this dependency earlier in the request
             return txn, False
-        verifier = app_verifier(request.scope) or self.verifier
+        verifier = app_verifier(connection.scope) or self.verifier
         if verifier is None:
             raise NoTransaction("no Txn-Token was verified for this request")
-        txn = await verifier.averify(_token(request.scope["headers"]))
-        request.scope["txtoken"] = txn
-        request.state.txn = txn
+        txn = await verifier.averify(_token(connection.scope["headers"]))
+        connection.scope["txtoken"] = txn
+        connection.state.txn = txn
         return txn, True
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import httpx
 import httpx2
 import pytest
-from fastapi import APIRouter, FastAPI, Request, Security
+from fastapi import APIRouter, FastAPI, Request, Security, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
@@ -355,3 +355,31 @@ def test_several_security_dependencies_verify_the_header_once(txtoken_kit: TxnTo
     assert client.get("/both", headers=txtoken_kit.headers(scope="admin orders.read")).status_code == 200
     assert CountingVerifier.calls == 1
     assert_fastapi_refusal(client.get("/both", headers=txtoken_kit.headers(scope="admin")), 403, "insufficient_scope")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_websocket_route_under_a_guarded_router_is_refused_with_1008_and_the_code(
+    txtoken_kit: TxnTokenKit, mode: str
+) -> None:
+    txn_token = TxnTokenSecurity(txtoken_kit.verifier if mode == "dependency" else None)
+    router = APIRouter(dependencies=[Security(txn_token, scopes=["quotes.read"])])
+
+    @router.websocket("/quotes")
+    async def quotes(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json({"for": require_transaction().sub})
+        await websocket.close()
+
+    app = FastAPI()
+    app.include_router(router)
+    if mode == "middleware":
+        app.add_middleware(TxnTokenMiddleware, verifier=txtoken_kit.verifier)
+    client = TestClient(app)
+    with client.websocket_connect("/quotes", headers=txtoken_kit.headers(sub="fay", scope="quotes.read")) as ws:
+        assert ws.receive_json() == {"for": "fay"}
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        client.websocket_connect("/quotes", headers=txtoken_kit.headers()),
+    ):
+        pass
+    assert (refused.value.code, refused.value.reason) == (1008, "insufficient_scope")
