@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from tests.docs.test_snippets import SNIPPET
 ROOT = Path(__file__).resolve().parents[2]
 WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
 CORE_DEPENDENCIES = {"pyjwt", "cryptography", "pydantic", "httpx"}
+EXTRAS = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"])
 # Every bounded wait here guards against a hang; none is a measurement.
 COMMAND_TIMEOUT = 300
 
@@ -137,10 +139,10 @@ def test_the_wheel_ships_the_license_the_demo_and_its_data_files(built: Built) -
     assert f"{dist_info}/licenses/LICENSE" in names
     for data in ("tts.toml", "viewer.html", "compose.yaml", "Dockerfile", "runner.py"):
         assert f"service_mesh_demo/{data}" in names
-    for package in ("txtoken", "txtoken_asgi", "txtoken_grpc", "txtoken_httpx"):
+    for package in ("txtoken", "txtoken_asgi", "txtoken_grpc", "txtoken_httpx", "txtoken_fastapi", "txtoken_pytest"):
         assert f"{package}/py.typed" in names
     assert metadata["License-Expression"] == "Apache-2.0"
-    assert {"asgi", "server", "grpc", "spiffe", "demo"} <= set(metadata.get_all("Provides-Extra", []))
+    assert set(metadata.get_all("Provides-Extra", [])) == EXTRAS
     unconditional = [r for r in metadata.get_all("Requires-Dist", []) if "extra ==" not in r]
     assert {re.split(r"[\[<>=~; ]", r, maxsplit=1)[0].lower() for r in unconditional} == CORE_DEPENDENCIES
     urls = metadata.get_all("Project-URL", [])
@@ -153,7 +155,9 @@ def test_the_wheel_ships_the_license_the_demo_and_its_data_files(built: Built) -
 def test_the_core_install_brings_no_framework(core: Venv) -> None:
     names = installed(core)
     assert CORE_DEPENDENCIES | {"txtoken"} <= names
-    assert not names & {"starlette", "uvicorn", "pydantic-settings", "grpcio", "protobuf", "spiffe"}
+    frameworks = {"starlette", "uvicorn", "pydantic-settings", "grpcio", "protobuf", "spiffe", "fastapi"}
+    assert not names & frameworks
+    assert not [name for name in names if name.startswith(("opentelemetry", "prometheus"))]
     where = core.script("import txtoken; print(txtoken.__file__)").stdout.strip()
     assert Path(where).is_relative_to(core.path) and not Path(where).is_relative_to(ROOT)
 
@@ -182,6 +186,8 @@ def test_the_core_imports_and_verifies(core: Venv) -> None:
         ("import txtoken.service", "server"),
         ("from txtoken.service.config import load_settings", "server"),
         ("import txtoken_grpc", "grpc"),
+        ("import txtoken_fastapi", "fastapi"),
+        ("from txtoken import otel", "otel"),
         ("import service_mesh_demo.runner", "demo"),
         ("from txtoken.credentials import SpiffeJwtSource; SpiffeJwtSource('aud', socket='unix:///x')", "spiffe"),
     ],
