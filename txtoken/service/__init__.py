@@ -5,11 +5,14 @@
 public so that the inbound gateway (:mod:`txtoken.gateway`) validates with the same code.
 """
 
-from txtoken.service.accesstoken import AccessToken, AccessTokenValidator, issuer_configs
-from txtoken.service.app import TokenService, create_app
-from txtoken.service.config import ServiceSettings, load_settings
-from txtoken.service.exchange import CHAIN_CLAIM
-from txtoken.service.keystore import KeyStore, rotate_keys
+from txtoken.extras import requires_extra
+
+with requires_extra("server", "the Txn-Token Service (txtoken.service)"):
+    from txtoken.service.accesstoken import AccessToken, AccessTokenValidator, issuer_configs
+    from txtoken.service.app import TokenService, create_app
+    from txtoken.service.config import ServiceSettings, load_settings
+    from txtoken.service.exchange import CHAIN_CLAIM
+    from txtoken.service.keystore import KeyStore, rotate_keys
 
 __all__ = [
     "CHAIN_CLAIM",
