@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -17,7 +18,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service_mesh_demo.common import DemoEnv, serve_http
-from service_mesh_demo.hops import ReportingMiddleware, TraceClientInterceptor, http_sink, note_transaction
+from service_mesh_demo.hops import (
+    ReportingMiddleware,
+    TraceClientInterceptor,
+    aforward_trace,
+    http_sink,
+    note_transaction,
+)
 from service_mesh_demo.inventory import RESERVE, encode_message
 from txtoken.augment import aaugment
 from txtoken.context import require_transaction
@@ -25,6 +32,7 @@ from txtoken.errors import TxTokenError
 from txtoken.policy import Policy, Rule
 from txtoken_asgi import TxnTokenMiddleware
 from txtoken_grpc import aio_client_interceptors
+from txtoken_httpx import TxnTokenAuth
 
 __all__ = ["POLICY", "app"]
 
@@ -39,6 +47,13 @@ POLICY = Policy(
 def app(env: DemoEnv) -> Starlette:
     verifier = env.verifier()
     tts = env.tts_client()
+    shipping_url = env.urls.get("shipping")  # absent when the local runner left the nginx hop out
+    shipping_auth = TxnTokenAuth(trusted_hosts=[httpx.URL(shipping_url or "http://shipping").host])
+    shipping = httpx.AsyncClient(
+        auth=shipping_auth,
+        timeout=10.0,
+        event_hooks={"request": [*shipping_auth.async_event_hooks["request"], aforward_trace]},
+    )
     inventory: dict[str, grpc.aio.UnaryUnaryMultiCallable[dict[str, Any], dict[str, Any]]] = {}
 
     async def place(request: Request) -> Response:
@@ -54,6 +69,11 @@ def app(env: DemoEnv) -> Starlette:
         except grpc.aio.AioRpcError as exc:
             code = (exc.details() or "").split(":", 1)[0] or exc.code().name.lower()
             return JSONResponse({"error": code, "error_description": "inventory refused"}, status_code=502)
+        if shipping_url is not None:  # the Node.js hop behind nginx: the Txn-Token goes as for any hop
+            shipped = await shipping.post(f"{shipping_url}/shipments/{order['order_id']}")
+            if shipped.status_code != 200:
+                return JSONResponse({"error": shipped.json().get("error", "error")}, status_code=502)
+            reply = {**reply, "shipment_id": shipped.json()["shipment_id"]}
         return JSONResponse({"order_id": order["order_id"], "status": "placed", **reply})
 
     async def refund(request: Request) -> Response:
@@ -78,6 +98,7 @@ def app(env: DemoEnv) -> Starlette:
                 RESERVE, request_serializer=encode_message, response_deserializer=json.loads
             )
             yield
+        await shipping.aclose()
         await tts.aclose()
 
     return Starlette(
