@@ -383,6 +383,7 @@ def _settings(tmp_path: Path, idp: SigningKey, gateway: SigningKey, **issuers: d
                 "issuer": "https://idp.td.example",
                 "jwks": {"keys": [idp.verification_key.to_jwk()]},
                 "audiences": ["https://api.td.example"],
+                "subject_prefix": "user:",
             },
             **issuers,
         },
@@ -421,6 +422,7 @@ async def test_s13_6_item62_a_star_in_the_subject_tokens_scope_grants_nothing(se
             "kind": "introspection",
             "issuer": "https://idp.td.example",
             "introspection_endpoint": f"{server.url}/introspect",
+            "subject_prefix": "user:",
         },
     )
     async with tts.client() as client:

@@ -244,7 +244,13 @@ def settings_data(platform: Platform, keys: WorkloadKeys, key_dir: Path) -> dict
         "max_replacements": 3,
         "trusted_proxy": {"addresses": ["127.0.0.1/32"]},
         "issuers": {
-            "idp": {"kind": "oauth", "issuer": ISSUERS["idp"], "jwks_uri": f"{jwks}/idp", "audiences": [API_AUDIENCE]},
+            "idp": {
+                "kind": "oauth",
+                "issuer": ISSUERS["idp"],
+                "jwks_uri": f"{jwks}/idp",
+                "audiences": [API_AUDIENCE],
+                "subject_prefix": "user:",
+            },
             "idp-opaque": {
                 "kind": "introspection",
                 "issuer": ISSUERS["idp"],
@@ -252,6 +258,7 @@ def settings_data(platform: Platform, keys: WorkloadKeys, key_dir: Path) -> dict
                 "client_id": INTROSPECTION_CLIENT[0],
                 "client_secret": INTROSPECTION_CLIENT[1],
                 "audiences": [API_AUDIENCE],
+                "subject_prefix": "user:",
             },
             "oidc": {
                 "kind": "oidc",
@@ -301,6 +308,7 @@ def settings_data(platform: Platform, keys: WorkloadKeys, key_dir: Path) -> dict
                 "rctx": ["req_ip", "authn"],
                 "tctx": ["action", "ticker", "quantity", "note"],
                 "asserted_subject_scopes": ["trade.read"],
+                "asserted_subject_prefix": "gateway:",
             },
             {
                 "id": ORDERS,

@@ -115,8 +115,9 @@ def test_s11_1_audience_must_be_a_trust_domain_name(tts: Tts) -> None:
 
 
 def test_s11_1_scope_must_be_a_space_delimited_list(tts: Tts) -> None:
+    """issue 10: a malformed scope got invalid_request; RFC 6749 §5.2 says invalid_scope."""
     for bad in (" trade.stocks", "trade.stocks ", 'trade"stocks', "trade\tstocks"):
-        assert _error(tts.post(tts.form(scope=bad))) == "invalid_request"
+        assert _error(tts.post(tts.form(scope=bad))) == "invalid_scope"
 
 
 def test_s11_1_requested_token_type_must_be_txn_token(tts: Tts) -> None:
@@ -150,7 +151,7 @@ def test_s11_2_1_self_signed_must_contain_iss_sub_aud_iat_exp(tts: Tts, missing:
 def test_s11_2_1_self_signed_sub_is_used_and_aud_verified(tts: Tts) -> None:
     """§11.2.1: the TTS SHALL use sub, and SHALL verify aud matches its own identifier (not the trust domain)."""
     ok = tts.issue(subject_token=_self_signed(tts), subject_token_type=TOKEN_TYPE_SELF_SIGNED, scope="trade.read")
-    assert tts.verifier().verify(ok).sub == "frank"
+    assert tts.verifier().verify(ok).sub == "gateway:frank"  # the workload's asserted_subject_prefix
     form = tts.form(
         subject_token=_self_signed(tts, aud=TRUST_DOMAIN), subject_token_type=TOKEN_TYPE_SELF_SIGNED, scope="trade.read"
     )
@@ -161,7 +162,7 @@ def test_s11_2_2_unsigned_json_must_contain_sub_which_is_used(tts: Tts) -> None:
     ok = tts.issue(
         subject_token='{"sub": "gina", "amr": ["pwd"]}', subject_token_type=TOKEN_TYPE_UNSIGNED_JSON, scope="trade.read"
     )
-    assert tts.verifier().verify(ok).sub == "gina"
+    assert tts.verifier().verify(ok).sub == "gateway:gina"
     form = tts.form(subject_token='{"user": "gina"}', subject_token_type=TOKEN_TYPE_UNSIGNED_JSON, scope="trade.read")
     assert _error(tts.post(form)) == "invalid_request"
 

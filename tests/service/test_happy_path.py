@@ -29,7 +29,7 @@ def test_raw_http_exchange_returns_a_verifiable_txn_token(tts: Tts) -> None:
     assert "scope" not in body  # identical to the requested scope
     assert "refresh_token" not in body
     claims = tts.verifier().verify(body["access_token"]).claims
-    assert claims.sub == "alice"
+    assert claims.sub == "user:alice"
     assert claims.aud == TRUST_DOMAIN
     assert claims.iss == IDENTIFIER
     assert claims.req_wl == GATEWAY

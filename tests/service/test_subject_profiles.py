@@ -42,7 +42,7 @@ def _refused(tts: Tts, error: str = "invalid_request", **params: Any) -> str:
 
 def test_jwt_access_token_accepted(tts: Tts) -> None:
     claims = _issue(tts, subject_token=tts.platform.access_token(sub="alice"), scope="trade.read")
-    assert claims["sub"] == "alice"
+    assert claims["sub"] == "user:alice"
     assert claims["scope"] == "trade.read"
 
 
@@ -125,7 +125,7 @@ def test_opaque_access_token_accepted_via_introspection(tts: Tts) -> None:
         "client_id": "web-app",
     }
     claims = _issue(tts, subject_token="opaque-ok-1", scope="trade.read")
-    assert claims["sub"] == "dave"
+    assert claims["sub"] == "user:dave"
     assert "opaque-ok-1" not in json.dumps(claims)
 
 
@@ -169,7 +169,7 @@ def _self_signed(tts: Tts, **changes: Any) -> str:
 def test_self_signed_accepted(tts: Tts) -> None:
     """§11.2.1: the TTS SHALL use sub, and SHALL verify aud is its own identifier."""
     claims = _issue(tts, subject_token=_self_signed(tts), subject_token_type=TOKEN_TYPE_SELF_SIGNED, scope="trade.read")
-    assert claims["sub"] == "carol"
+    assert claims["sub"] == "gateway:carol"
     assert claims["req_wl"] == GATEWAY
 
 
@@ -209,7 +209,7 @@ def test_unsigned_json_accepted_for_an_allowed_requester(tts: Tts) -> None:
     claims = _issue(
         tts, subject_token='{"sub": "erin"}', subject_token_type=TOKEN_TYPE_UNSIGNED_JSON, scope="trade.read"
     )
-    assert claims["sub"] == "erin"
+    assert claims["sub"] == "gateway:erin"
 
 
 @pytest.mark.parametrize(
