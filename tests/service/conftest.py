@@ -485,6 +485,15 @@ def tts(platform: Platform, workload_keys: WorkloadKeys, tmp_path_factory: pytes
     server.stop()
 
 
+def carries(token: str, secret: str) -> bool:
+    """Whether the decoded claims of ``token`` hold ``secret`` or a dot-separated part of it (§13.4). The base64url
+    text of ``token`` is no place to look: a copied value is re-encoded there at another offset."""
+    from txtoken.jws import b64url_decode
+
+    payload = b64url_decode(token.split(".")[1]).decode("utf-8")
+    return any(part in payload for part in (secret, *secret.split(".")) if len(part) >= 8)
+
+
 def tamper(token: str, **changes: Any) -> str:
     """``token`` with claims changed and the original signature kept (so the signature no longer verifies)."""
     from txtoken.jws import b64url_decode
