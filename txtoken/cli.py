@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from txtoken import __version__
 from txtoken.errors import ConfigurationError, TxTokenError
 from txtoken.keys import ALGORITHMS, KeySet
 from txtoken.keysource import JwksFileKeySource, KeySource, RemoteJwksKeySource
@@ -20,6 +21,7 @@ from txtoken.verify import DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, TxnTokenVerifie
 __all__ = ["main"]
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+_LOG_LEVELS = ("debug", "info", "warning", "error")
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -69,6 +71,12 @@ def _mint(args: argparse.Namespace) -> int:
     missing = [name for name in ("sub", "scope", "req_wl") if name not in fields]
     if missing:
         raise ConfigurationError(f"missing claims: {', '.join(missing)} (flags or --claims file)")
+    if args.lifetime > DEFAULT_MAX_LIFETIME:
+        print(
+            f"txtoken mint: warning: a lifetime over {DEFAULT_MAX_LIFETIME} s is refused (lifetime_too_long) by "
+            "verifiers with the default max_lifetime",
+            file=sys.stderr,
+        )
     minter = TxnTokenMinter(
         KeySet.load(args.keys),
         trust_domain=args.trust_domain,
@@ -121,7 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
     from txtoken.service import TokenService, create_app, load_settings
     from txtoken.service.defaults import describe, embedded_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
     settings = load_settings(args.config) if args.config else embedded_settings()
     service = TokenService.build(settings)
     active = service.keystore.current().active
@@ -149,7 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         proxy_headers=False,
         access_log=False,
-        log_level="info",
+        log_level=args.log_level,
     )
     return 0
 
@@ -170,6 +178,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="txtoken", description="OAuth Transaction Tokens: keys, minting, checks.")
+    parser.add_argument("--version", action="version", version=f"txtoken {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     keygen = sub.add_parser("keygen", help="generate a signing key set (a private JWKS file)")
@@ -205,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8400)
     serve.add_argument("--config", help="TOML configuration file (default: the embedded development default)")
+    serve.add_argument("--log-level", choices=_LOG_LEVELS, default="info", help="default: info")
     serve.set_defaults(run=_serve)
 
     keys = sub.add_parser("keys", help="manage the Txn-Token Service's signing keys")
@@ -236,5 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"txtoken {args.command}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"txtoken {args.command}: io_error: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        paths = ", ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        reason = exc.strerror or type(exc).__name__
+        print(f"txtoken {args.command}: io_error: {f'{paths}: ' if paths else ''}{reason}", file=sys.stderr)
         return 1
