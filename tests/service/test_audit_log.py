@@ -1,4 +1,4 @@
-"""The audit log (one JSON line per issuance and per refusal) and §15.2: no token in any captured log line."""
+"""The audit log (one structured record per issuance and per refusal) and §15.2: no token in any captured log line."""
 
 from __future__ import annotations
 
@@ -12,16 +12,23 @@ import httpx
 import pytest
 
 from txtoken.claims import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_UNSIGNED_JSON
-from txtoken.errors import TxTokenError
+from txtoken.errors import TokenServiceError, TxTokenError
 from txtoken.service import TokenService, create_app
 from txtoken.service.audit import AUDIT_LOGGER, AuditLog, AuditRecord
 
 from ..conftest import RunningServer
 from .conftest import GATEWAY, ORDERS, TRUST_DOMAIN, Tts, tamper
 
+_FIELDS = ("outcome", "error", "status", "reason", "txn", "req_wl", "aud", "subject_token_type", "scope")
+
 
 def _audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == AUDIT_LOGGER]
+    """The audit records' ``extra=`` fields (a field a record lacks is absent)."""
+    return [
+        {name: getattr(r, name) for name in (*_FIELDS, "replacement", "token_sha256") if hasattr(r, name)}
+        for r in caplog.records
+        if r.name == AUDIT_LOGGER
+    ]
 
 
 def test_one_audit_line_per_issuance_and_refusal(tts: Tts, caplog: pytest.LogCaptureFixture) -> None:
@@ -34,12 +41,23 @@ def test_one_audit_line_per_issuance_and_refusal(tts: Tts, caplog: pytest.LogCap
     assert issued["txn"] == tts.verifier().verify(token).txn
     assert (issued["req_wl"], issued["aud"], issued["scope"]) == (GATEWAY, TRUST_DOMAIN, "trade.read")
     assert issued["subject_token_type"] == TOKEN_TYPE_ACCESS_TOKEN
-    assert isinstance(issued["time"], float)
     assert refused["outcome"] == "refused"
-    assert refused["error"] == "invalid_scope"
+    assert (refused["error"], refused["status"]) == ("invalid_scope", 400)
     assert refused["reason"]
     assert refused["txn"] is None
     assert "token_sha256" not in refused
+
+
+def test_audit_fields_are_record_attributes_not_json_in_the_message(tts: Tts, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    tts.issue(scope="trade.read")
+    (record,) = (r for r in caplog.records if r.name == AUDIT_LOGGER)
+    assert record.__dict__["outcome"] == "issued"
+    message = record.getMessage()
+    assert message.startswith("Txn-Token issued: ")
+    assert f"req_wl={json.dumps(GATEWAY)}" in message
+    with pytest.raises(ValueError):
+        json.loads(message)
 
 
 def test_replacement_is_audited_as_such(tts: Tts, caplog: pytest.LogCaptureFixture) -> None:
@@ -113,7 +131,7 @@ class _LeakyAuditLog(AuditLog):
     def issued(self, record: AuditRecord, token: str) -> None:
         raise RuntimeError(f"audit sink failed on {token} for {' and '.join(self.leaked)}")
 
-    def refused(self, record: AuditRecord, error: str, reason: str) -> None:
+    def refused(self, record: AuditRecord, exc: TokenServiceError) -> None:
         raise RuntimeError(f"audit sink failed for {' and '.join(self.leaked)}")
 
 
@@ -156,3 +174,17 @@ def test_traceback_of_a_refusal_path_keeps_authorization_and_unsigned_subjects_o
     assert "in refused" in text and "pii-user-8" not in text
     text = _failure_log(tts, serve, caplog, form=tts.form(subject_token="opaque-access-token-value-42"))
     assert "opaque-access-token-value-42" not in text and "[redacted]" in text
+
+
+def test_refusal_before_the_exchange_is_logged_with_method_path_status_code(
+    tts: Tts, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="txtoken.service")
+    form = tts.form()
+    response = httpx.post(tts.token_endpoint, json=form)  # not a form
+    assert response.status_code == 400
+    (record,) = (r for r in caplog.records if r.name == "txtoken.service")
+    fields = {name: record.__dict__[name] for name in ("method", "path", "status", "code")}
+    assert fields == {"method": "POST", "path": "/token", "status": 400, "code": "invalid_request"}
+    assert form["subject_token"] not in record.getMessage()
+    assert not _audit_lines(caplog)

@@ -3,7 +3,8 @@
 - ``POST /token``: the RFC 8693 profile of §11 (see :mod:`txtoken.service.exchange`);
 - ``GET /.well-known/jwks.json``: the public keys (active and those still in their rotation overlap);
 - ``GET /.well-known/oauth-authorization-server`` (alias ``/.well-known/txn-token-service``): the metadata;
-- ``GET /healthz`` (the process answers) and ``GET /readyz`` (the signing keys are loaded).
+- ``GET /healthz`` (the process answers) and ``GET /readyz`` (the signing keys are loaded);
+- ``GET /metrics``: Prometheus text, when ``metrics.enabled`` (see :mod:`txtoken.service.metrics`).
 """
 
 from __future__ import annotations
@@ -124,10 +125,19 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
     return _JWS.sub("[redacted]", text)
 
 
-def _log_failure(exc: Exception, body: bytes, headers: Mapping[str, Sequence[str]]) -> None:
-    """Log a bug in the token endpoint with its traceback, scrubbed of the request's credentials."""
+def _server_error(exc: Exception, body: bytes, headers: Mapping[str, Sequence[str]]) -> JSONResponse:
+    """A bug: answer without details; log the traceback, scrubbed of the request's credentials."""
     text = "".join(traceback.format_exception(exc)).rstrip()
     logger.error("token endpoint failed: %s", _scrub(text, _request_secrets(body, headers)))
+    return JSONResponse({"error": "server_error"}, status_code=500, headers=_NO_STORE)
+
+
+def _log_refusal(request: Request, exc: TokenServiceError) -> None:
+    method, path = request.method, request.url.path
+    fields = {"method": method, "path": path, "status": exc.http_status, "code": exc.code}
+    logger.info(
+        "refused a token request: %s %s status=%s code=%s", method, path, exc.http_status, exc.code, extra=fields
+    )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -173,13 +183,18 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
             if content_type != _FORM_TYPE:
                 raise InvalidRequest(f"the request must be {_FORM_TYPE}")
             body = await _read_body(request, settings.max_request_size)
+        except TokenServiceError as exc:  # refused before the exchange, so before its audit record
+            _log_refusal(request, exc)
+            return _oauth_error(exc)
+        except Exception as exc:
+            return _server_error(exc, body, headers)
+        try:
             peer = request.client.host if request.client else None
             issued = await tts.exchange.exchange(body, headers, peer)
         except TokenServiceError as exc:
             return _oauth_error(exc)
-        except Exception as exc:  # a bug: answer without details, log the traceback without the request's secrets
-            _log_failure(exc, body, headers)
-            return JSONResponse({"error": "server_error"}, status_code=500, headers=_NO_STORE)
+        except Exception as exc:
+            return _server_error(exc, body, headers)
         return _success(issued)
 
     async def jwks(request: Request) -> Response:
@@ -212,18 +227,31 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    routes: list[Route] = []
+    metrics = None
+    if settings.metrics.enabled:
+        from txtoken.service.metrics import PrometheusMetrics
+
+        metrics = PrometheusMetrics()
+        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if metrics is not None:
+            metrics.start()
         if freeze_gc:
             gc.collect()
             gc.freeze()
         try:
             yield
         finally:
+            if metrics is not None:
+                metrics.stop()
             await tts.profiles.aclose()
 
     return Starlette(
         routes=[
+            *routes,
             Route("/token", token, methods=["POST"]),
             Route("/.well-known/jwks.json", jwks, methods=["GET"]),
             Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
