@@ -229,7 +229,7 @@ class RequesterAuthenticator:
         """A key-pair assertion's ``jti`` is accepted once within the assertion's lifetime (its ``exp``)."""
         digest = hashlib.sha256(f"{workload_id}\0{jti}".encode()).hexdigest()
         try:
-            first = await self._replay.afirst_use(f"client_assertion:{digest}", exp)
+            first = await self._replay.afirst_use(f"assertion:{digest}", exp)
         except ReplayStoreUnavailable:
             raise TokenServiceUnavailable("the client assertion replay store is unavailable") from None
         if not first:
