@@ -18,7 +18,19 @@ from txtoken.claims import (
 )
 from txtoken.mint import encode_jws
 
-from .conftest import API_AUDIENCE, BATCH, CI, GATEWAY, GITLAB_JOB, IDENTIFIER, ISSUERS, TRUST_DOMAIN, Tts, tamper
+from .conftest import (
+    API_AUDIENCE,
+    BATCH,
+    CI,
+    GATEWAY,
+    GITLAB_JOB,
+    IDENTIFIER,
+    ISSUERS,
+    OIDC_CLIENT,
+    TRUST_DOMAIN,
+    Tts,
+    tamper,
+)
 
 
 def _issue(tts: Tts, **params: Any) -> dict[str, Any]:
@@ -94,6 +106,23 @@ def test_id_token_scope_beyond_the_bound_refused(tts: Tts) -> None:
         subject_token_type=TOKEN_TYPE_ID_TOKEN,
         scope="trade.stocks",
     )
+
+
+@pytest.mark.parametrize(
+    "typ, accepted", [("", True), ("JWT", True), ("application/jwt", True), ("at+jwt", False), ("txntoken+jwt", False)]
+)
+def test_id_token_typ_is_absent_or_jwt(tts: Tts, typ: str, accepted: bool) -> None:
+    """The id_token profile's typ rule, as docs/service.md states it (issue 10: the page left it out)."""
+    now = int(time.time())
+    claims = {"iss": ISSUERS["oidc"], "sub": "bob", "aud": OIDC_CLIENT, "iat": now, "exp": now + 60}
+    form = tts.form(
+        subject_token=tts.platform.sign("oidc", claims, typ=typ),  # an empty typ leaves the header out
+        subject_token_type=TOKEN_TYPE_ID_TOKEN,
+        scope="profile.read",
+    )
+    response = tts.post(form)
+    assert response.status_code == (200 if accepted else 400), response.text
+    assert accepted or "typ_invalid" in response.json()["error_description"]
 
 
 ID_TOKEN_FORGERIES: dict[str, Callable[[Tts], str]] = {
