@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from txtoken.claims import CLIENT_ASSERTION_TYPE_JWT_BEARER
+from txtoken.claims import CLIENT_ASSERTION_TYPE_JWT_BEARER, TOKEN_TYPE_ACCESS_TOKEN
+from txtoken.client import AsyncTokenServiceClient
+from txtoken.credentials import KeyPairAssertionSource
+from txtoken.errors import TokenServiceUnavailable
 from txtoken.replay import MemoryReplayStore
 from txtoken.service import TokenService, create_app
 
@@ -316,3 +320,27 @@ def test_hs256_client_secret_jwt_assertion_is_refused(tts: Tts, kid: str | None)
     # Without a kid the header is refused before its alg is looked at.
     assert description in {"client_assertion: alg_not_allowed", "client_assertion: token_malformed"}
     assert kid is None or description == "client_assertion: alg_not_allowed"
+
+
+@pytest.mark.anyio
+async def test_client_retries_with_a_fresh_assertion_after_a_503(start_tts: StartTts) -> None:
+    """A 503 answered after the assertion was accepted (here: the subject token's issuer is down) is retried, and each
+    attempt must carry a new assertion: the client had reused the first one, which the TTS now refuses as a replay."""
+
+    def idp_down(data: dict[str, Any]) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            data["issuers"]["idp"]["jwks_uri"] = f"http://127.0.0.1:{sock.getsockname()[1]}/jwks"
+
+    tts = start_tts(idp_down)
+    subject = tts.platform.access_token()
+    with tts.client(retries=1) as client, pytest.raises(TokenServiceUnavailable):
+        client.exchange(subject_token=subject, subject_token_type=TOKEN_TYPE_ACCESS_TOKEN, scope="trade.stocks")
+    credential = KeyPairAssertionSource(tts.keys.gateway, workload_id=GATEWAY, audience=IDENTIFIER)
+    async with AsyncTokenServiceClient(
+        tts.token_endpoint, credential=credential, trust_domain=TRUST_DOMAIN, retries=1
+    ) as async_client:
+        with pytest.raises(TokenServiceUnavailable):
+            await async_client.exchange(
+                subject_token=subject, subject_token_type=TOKEN_TYPE_ACCESS_TOKEN, scope="trade.stocks"
+            )
