@@ -35,13 +35,14 @@ _OAUTH = frozenset({"oauth"})
 @dataclass(frozen=True, slots=True)
 class AccessToken:
     """A valid access token: its subject (with the issuer's ``subject_prefix``), the scope it grants (None when it
-    cannot be determined, §13.14), the name of the configured issuer, and its verified claims (or the introspection
-    answer)."""
+    cannot be determined, §13.14), the name of the configured issuer, its verified claims (or the introspection
+    answer), and when it expires (None when it does not say)."""
 
     sub: str
     scopes: frozenset[str] | None
     issuer: str
     claims: Mapping[str, Any] = field(repr=False)
+    expires_at: float | None = None
 
 
 def issuer_configs(data: Mapping[str, Mapping[str, Any]]) -> dict[str, IssuerConfig]:
@@ -122,7 +123,7 @@ class _Introspection:
         scopes = token_scopes(scope) if scope is not None else None
         if scopes is None and config.scopes is not None:
             scopes = frozenset(config.scopes)
-        return AccessToken(config.subject_prefix + sub, scopes, self.name, MappingProxyType(dict(answer)))
+        return AccessToken(config.subject_prefix + sub, scopes, self.name, MappingProxyType(dict(answer)), exp)
 
 
 class AccessTokenValidator:
@@ -173,6 +174,7 @@ class AccessTokenValidator:
             issuer.rules.scopes(claims, issuer.config),
             issuer.name,
             MappingProxyType(claims),
+            claims["exp"],
         )
 
     async def aclose(self) -> None:

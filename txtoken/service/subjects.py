@@ -50,11 +50,13 @@ _MAX_UNSIGNED_JSON = 4096
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """Who the transaction is about, the scope the subject token carries, and the Txn-Token being replaced."""
+    """Who the transaction is about, the scope the subject token carries, when the subject token expires (None when
+    it says not), and the Txn-Token being replaced."""
 
     sub: str
     scopes: frozenset[str] | None
     replaced: VerifiedTxnToken | None = None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,11 @@ class _IssuedJwtProfile:
             raise InvalidRequest("subject_token: not issued by a trusted issuer of this token type")
         audiences = frozenset(issuer.config.audiences or [self._identifier])
         claims = await issuer.verify(jws, audiences=audiences, leeway=self._leeway, now=request.now)
-        return Subject(issuer.config.subject_prefix + claims["sub"], issuer.rules.scopes(claims, issuer.config))
+        return Subject(
+            issuer.config.subject_prefix + claims["sub"],
+            issuer.rules.scopes(claims, issuer.config),
+            expires_at=claims["exp"],
+        )
 
 
 class OAuthAccessTokenProfile:
@@ -104,7 +110,7 @@ class OAuthAccessTokenProfile:
 
     async def validate(self, request: SubjectRequest) -> Subject:
         token = await self.validator.validate(request.token, now=request.now)
-        return Subject(token.sub, token.scopes)
+        return Subject(token.sub, token.scopes, expires_at=token.expires_at)
 
 
 class IdTokenProfile(_IssuedJwtProfile):
@@ -139,7 +145,9 @@ class SelfSignedProfile:
         claims = await verify_jwt(
             jws, keys=workload.keys, algorithms=_ALL_ALGORITHMS, rules=self._rules, now=request.now
         )
-        return Subject(workload.asserted_subject_prefix + claims["sub"], workload.asserted_subject_scopes)
+        return Subject(
+            workload.asserted_subject_prefix + claims["sub"], workload.asserted_subject_scopes, expires_at=claims["exp"]
+        )
 
 
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -179,7 +187,7 @@ class UnsignedJsonProfile:
         if exp is not None and (not isinstance(exp, int | float) or isinstance(exp, bool) or request.now >= exp):
             raise InvalidRequest("subject_token: token_expired")
         workload = request.workload
-        return Subject(workload.asserted_subject_prefix + sub, workload.asserted_subject_scopes)
+        return Subject(workload.asserted_subject_prefix + sub, workload.asserted_subject_scopes, expires_at=exp)
 
 
 class TxnTokenProfile:
@@ -204,7 +212,7 @@ class TxnTokenProfile:
         verified = await self._verifiers[request.audience].averify(request.token)
         if request.now >= verified.expires_at:
             raise TokenExpired("token has expired")
-        return Subject(verified.sub, verified.scopes, replaced=verified)
+        return Subject(verified.sub, verified.scopes, replaced=verified, expires_at=verified.expires_at)
 
 
 class SubjectProfiles:
