@@ -149,7 +149,7 @@ def test_exchange_builds_the_transaction_from_the_declared_mapping(tts: Tts, ser
     assert body["seen"]["body"]["order"]["quantity"] == 5
     hop = body["downstream"]
     assert hop["authorization"] is None
-    assert hop["sub"] == "alice"
+    assert hop["sub"] == "user:alice"
     assert hop["scope"] == "trade.stocks"
     assert hop["tctx"] == {"ticker": "MSFT", "note": "first", "quantity": 5, "action": "buy"}
     assert hop["rctx"] == {"req_ip": "127.0.0.1", "authn": "mfa"}
@@ -188,7 +188,7 @@ def test_opaque_access_token_is_introspected(tts: Tts, servers: Start) -> None:
     url = _edge(tts, servers)
     response = _trade(url, "gateway-opaque-1")
     assert response.status_code == 200, response.text
-    assert response.json()["downstream"]["sub"] == "dave"
+    assert response.json()["downstream"]["sub"] == "user:dave"
     inactive = _trade(url, "gateway-opaque-unknown")
     assert (inactive.status_code, inactive.json()["error"]) == (401, "invalid_token")
 

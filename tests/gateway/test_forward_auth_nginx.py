@@ -123,7 +123,7 @@ def test_edge_mode_upstream_gets_the_txn_token_and_never_the_access_token(tts: T
     assert "authorization" not in seen["headers"]
     assert access_token not in json.dumps(seen)
     txn = tts.verifier().verify(seen["headers"]["txn-token"])
-    assert txn.sub == "alice"
+    assert txn.sub == "user:alice"
     assert txn.scope == "trade.stocks"
     assert dict(txn.tctx) == {"ticker": "MSFT", "quantity": "5"}
     assert txn.rctx["req_ip"] == "203.0.113.7"
