@@ -31,8 +31,9 @@ CALLER_TRACE = "8. a hop with its caller's identity"
 #: Everything on the page that sticks out: of the viewport, of its own box, or (texts) of their drawing.
 LAYOUT_PROBLEMS = """(() => {
   const width = window.innerWidth, problems = [];
-  const name = (el) => `${el.tagName.toLowerCase()}.${el.getAttribute("class") || ""} "${(el.textContent || "").slice(0, 40)}"`;
-  if (document.documentElement.scrollWidth > width) problems.push(`page is ${document.documentElement.scrollWidth}px wide`);
+  const name = (el) => `${el.tagName}.${el.getAttribute("class") || ""} "${(el.textContent || "").slice(0, 40)}"`;
+  const page = document.documentElement.scrollWidth;
+  if (page > width) problems.push(`page is ${page}px wide`);
   for (const el of document.body.querySelectorAll("*")) {
     if (el.closest("script, style") || getComputedStyle(el).display === "none") continue;
     const box = el.getBoundingClientRect();
@@ -81,7 +82,7 @@ def texts(browser: Browser, trace: str, selector: str) -> list[str]:
 @pytest.fixture(scope="module")
 def viewer(mesh: Mesh, results: dict[str, StepResult]) -> str:
     """The viewer's address, once the scenario ran and a hop carrying its caller's identity was reported."""
-    hop = Hop(CALLER_TRACE, service="payments", protocol="http", route="POST /charges", verdict="ok", status="200", ms=1.0)
+    hop = Hop(CALLER_TRACE, "payments", protocol="http", route="POST /charges", verdict="ok", status="200", ms=1.0)
     report: dict[str, Any] = {**asdict(hop), "caller": CALLER}
     httpx.post(f"{mesh.url('gateway')}/demo/hops", json=report, timeout=10).raise_for_status()
     return f"{mesh.url('gateway')}/"
