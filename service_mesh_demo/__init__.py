@@ -1,1 +1,3 @@
-"""The demo service mesh (placeholder until its issue lands)."""
+"""The demo service mesh: a platform, an IdP, the Txn-Token Service, a gateway and three services (HTTP and gRPC),
+built from txtoken's public parts, with a scripted scenario and a live viewer; run locally (``txtoken demo``) or
+with docker compose (``compose.yaml``), both from the one topology (``topology.py``). See docs/demo.md."""

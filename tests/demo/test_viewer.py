@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from service_mesh_demo.hops import Hop
 from service_mesh_demo.mesh import Mesh
 from service_mesh_demo.reasons import reason_for
 from service_mesh_demo.scenario import STEPS, StepResult
@@ -25,8 +23,8 @@ from service_mesh_demo.scenario import STEPS, StepResult
 from .browser import Browser, chromium
 
 VIEWPORTS = {"desktop": (1280, 800), "phone": (390, 844)}
-CALLER = "spiffe://shop.example/ns/shop/sa/orders"
-CALLER_TRACE = "8. a hop with its caller's identity"
+CALLER = "spiffe://shop.example/ns/shop/sa/inventory"
+CALLER_TRACE = "8. a hop that reports its caller's identity"
 
 #: Everything on the page that sticks out: of the viewport, of its own box, or (texts) of their drawing.
 LAYOUT_PROBLEMS = """(() => {
@@ -82,8 +80,9 @@ def texts(browser: Browser, trace: str, selector: str) -> list[str]:
 @pytest.fixture(scope="module")
 def viewer(mesh: Mesh, results: dict[str, StepResult]) -> str:
     """The viewer's address, once the scenario ran and a hop carrying its caller's identity was reported."""
-    hop = Hop(CALLER_TRACE, "payments", protocol="http", route="POST /charges", verdict="ok", status="200", ms=1.0)
-    report: dict[str, Any] = {**asdict(hop), "caller": CALLER}
+    # the purchase's last hop, payments called by inventory, as the WIMSE binding reports it: with the caller's WIT sub
+    payments = sorted(results["legitimate purchase"].hops, key=lambda hop: hop["at"])[-1]
+    report: dict[str, Any] = {**payments, "trace": CALLER_TRACE, "caller": CALLER}
     httpx.post(f"{mesh.url('gateway')}/demo/hops", json=report, timeout=10).raise_for_status()
     return f"{mesh.url('gateway')}/"
 

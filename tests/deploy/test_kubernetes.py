@@ -134,3 +134,10 @@ def test_every_dockerfile_is_linted() -> None:
         "deploy/Dockerfile",
         "service_mesh_demo/Dockerfile",
     }
+
+
+def test_the_deployment_guide_names_every_manifest() -> None:
+    guide = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    for path in MANIFESTS:
+        assert f"`{path.name}`" in guide
+    assert "txtoken keys rotate --dir current --out next" in guide  # the read-only mount's rotation path
