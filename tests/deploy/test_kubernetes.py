@@ -59,6 +59,10 @@ def test_several_replicas_behind_one_service_with_probes_and_requests() -> None:
     [container] = pod["spec"]["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert {probe["httpGet"]["scheme"] for probe in (container["readinessProbe"], container["livenessProbe"])} == {
+        "HTTPS"
+    }
+    assert "--ssl-certfile=/etc/txtoken/tls/tls.crt" in container["args"]  # workloads authenticate the TTS
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
@@ -84,8 +88,8 @@ def test_the_configuration_is_one_the_service_accepts(tmp_path: Path) -> None:
     path.write_text(tts_toml(), encoding="utf-8")
     settings = load_settings(path)
     assert settings.identifier == "https://tts.shop.example"
-    config_mount = only("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert config_mount[-1] == "/etc/txtoken/config/tts.toml"
+    args = only("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--config=/etc/txtoken/config/tts.toml" in args
 
 
 def test_disruption_budget_keeps_replicas_serving() -> None:
@@ -102,7 +106,8 @@ def test_only_the_mesh_workloads_reach_the_service() -> None:
     [peer] = rule["from"]
     assert peer["namespaceSelector"]["matchLabels"] == {"txtoken.dev/mesh": "true"}
     assert peer["podSelector"]["matchLabels"] == {"txtoken.dev/client": "true"}
-    assert rule["ports"] == [{"protocol": "TCP", "port": 8400}]
+    container_port = only("Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": container_port}]
     workload = only("Deployment", "orders")
     namespace = only("Namespace", workload["metadata"]["namespace"])
     assert namespace["metadata"]["labels"]["txtoken.dev/mesh"] == "true"
