@@ -5,7 +5,8 @@ mount one: removing an image's files from this disk, one discard each, is slower
 unix socket (``DOCKER_HOST`` points at it). It creates no default bridge: the compose network is a bridge of its
 own. It keeps Docker's iptables rules on (measured here: with ``--iptables=false`` the containers do not reach each
 other once the host forwards with a DROP policy and bridged traffic passes iptables, as after any earlier dockerd
-with its defaults). The base image is
+with its defaults). Docker's bridge driver resets those iptables chains when a daemon starts, so one engine runs
+on the host at a time: the others wait for its lock (``~/.cache/txtoken/docker-engine.lock``). The base image is
 Debian bookworm (Python 3.11) made with ``debootstrap`` and imported, cached as a tarball under
 ``~/.cache/txtoken`` (rebuilt when missing); the demo image installs the project from a wheelhouse made here with
 ``pip wheel``, with ``--no-index``: nothing is pulled from an image registry.
@@ -13,6 +14,7 @@ Debian bookworm (Python 3.11) made with ``debootstrap`` and imported, cached as 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -22,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "txtoken-demo-base:bookworm"
@@ -30,6 +33,8 @@ BASE_CACHE = Path.home() / ".cache" / "txtoken" / "demo-base-bookworm.tar"
 #: What the image's build context holds (as the repository's .dockerignore lets through).
 CONTEXT = ("pyproject.toml", "README.md", ".dockerignore", "txtoken", "integrations", "service_mesh_demo")
 TOOLS = ("dockerd", "docker", "docker-compose")
+LOCK = BASE_CACHE.with_name("docker-engine.lock")
+LOCK_WAIT = 1200.0
 
 
 class EngineUnavailable(Exception):
@@ -65,8 +70,24 @@ class Engine:
             "COMPOSE_DOCKER_CLI_BUILD": "0",
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.lock: IO[str] | None = None
+
+    def _lock(self) -> None:
+        """Wait (bounded) until no other engine of this test runs on the host."""
+        LOCK.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = LOCK.open("a")
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"another engine of this test held {LOCK} for {LOCK_WAIT:.0f}s") from None
+                time.sleep(1)
 
     def start(self, timeout: float = 60) -> None:
+        self._lock()
         log = (self.dir / "dockerd.log").open("wb")
         self.process = subprocess.Popen(
             [
@@ -117,6 +138,8 @@ class Engine:
         if self.tmpfs:
             subprocess.run(["umount", "--lazy", str(self.dir)], capture_output=True, timeout=60, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.lock is not None:
+            self.lock.close()  # releases the host-wide lock
 
     def import_base_image(self) -> None:
         """Debian bookworm with python3, from the cache or made now with debootstrap (about a minute)."""
