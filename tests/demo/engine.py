@@ -31,7 +31,7 @@ BASE_IMAGE = "txtoken-demo-base:bookworm"
 DEMO_IMAGE = "txtoken-demo:latest"
 BASE_CACHE = Path.home() / ".cache" / "txtoken" / "demo-base-bookworm.tar"
 #: What the image's build context holds (as the repository's .dockerignore lets through).
-CONTEXT = ("pyproject.toml", "README.md", ".dockerignore", "txtoken", "integrations", "service_mesh_demo")
+CONTEXT = ("pyproject.toml", "README.md", "LICENSE", ".dockerignore", "txtoken", "integrations", "service_mesh_demo")
 TOOLS = ("dockerd", "docker", "docker-compose")
 LOCK = BASE_CACHE.with_name("docker-engine.lock")
 LOCK_WAIT = 1200.0
