@@ -3,38 +3,17 @@ what the compose scenario printed goes into the terminal summary of every test r
 
 from __future__ import annotations
 
-import re
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from service_mesh_demo.mesh import Mesh
 from service_mesh_demo.scenario import StepResult, run_scenario
-from service_mesh_demo.topology import SERVICES
 
-JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
-SPAN = max(service.offset for service in SERVICES) + 1
+from .helpers import free_base_port
+
 #: Lines the compose test reports (its scenario's tables and summary line), shown at the end of `make test`.
 COMPOSE_REPORT = pytest.StashKey[list[str]]()
-
-
-def free_base_port() -> int:
-    """A base port whose whole range of the mesh is free on loopback."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-        if base + SPAN > 65535:
-            continue
-        try:
-            for port in range(base, base + SPAN):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
 
 
 @pytest.fixture(scope="package")

@@ -15,7 +15,7 @@ from service_mesh_demo.compose import compose_document, render
 from service_mesh_demo.mesh import Mesh
 from service_mesh_demo.topology import COMPOSE_BASE_PORT, DEFAULT_BASE_PORT, SERVICES, service_env
 
-from .conftest import free_base_port
+from .helpers import free_base_port
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "service_mesh_demo" / "compose.yaml"
 

@@ -19,8 +19,9 @@ from service_mesh_demo.compose import host_port_variable
 from service_mesh_demo.scenario import STEPS
 from service_mesh_demo.topology import BY_NAME, SERVICES
 
-from .conftest import COMPOSE_REPORT, JWT, free_base_port
+from .conftest import COMPOSE_REPORT
 from .engine import Engine, EngineUnavailable, why_not_available
+from .helpers import JWT, free_base_port
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "service_mesh_demo" / "compose.yaml"
 PROJECT = "txtoken-demo-test"

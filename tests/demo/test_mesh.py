@@ -16,7 +16,7 @@ from service_mesh_demo.runner import format_result
 from service_mesh_demo.scenario import STEPS, StepResult
 from service_mesh_demo.topology import SERVICES
 
-from .conftest import JWT, free_base_port
+from .helpers import JWT, free_base_port
 
 
 def hops(result: StepResult) -> list[dict[str, Any]]:
