@@ -8,8 +8,8 @@ other once the host forwards with a DROP policy and bridged traffic passes iptab
 with its defaults). Docker's bridge driver resets those iptables chains when a daemon starts, so one engine runs
 on the host at a time: the others wait for its lock (``~/.cache/txtoken/docker-engine.lock``). The base image is
 Debian bookworm (Python 3.11) made with ``debootstrap`` and imported, cached as a tarball under
-``~/.cache/txtoken`` (rebuilt when missing); the demo image installs the project from a wheelhouse made here with
-``pip wheel``, with ``--no-index``: nothing is pulled from an image registry.
+``~/.cache/txtoken`` (rebuilt when missing); the demo image and the TTS image install the project from a wheelhouse
+made here with ``pip wheel``, with ``--no-index``: nothing is pulled from an image registry.
 """
 
 from __future__ import annotations
@@ -29,9 +29,19 @@ from typing import IO
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "txtoken-demo-base:bookworm"
 DEMO_IMAGE = "txtoken-demo:latest"
+TTS_IMAGE = "txtoken:test"
 BASE_CACHE = Path.home() / ".cache" / "txtoken" / "demo-base-bookworm.tar"
 #: What the image's build context holds (as the repository's .dockerignore lets through).
-CONTEXT = ("pyproject.toml", "README.md", "LICENSE", ".dockerignore", "txtoken", "integrations", "service_mesh_demo")
+CONTEXT = (
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    ".dockerignore",
+    "txtoken",
+    "integrations",
+    "service_mesh_demo",
+    "deploy",
+)
 TOOLS = ("dockerd", "docker", "docker-compose")
 LOCK = BASE_CACHE.with_name("docker-engine.lock")
 LOCK_WAIT = 1200.0
@@ -154,8 +164,9 @@ class Engine:
             shutil.rmtree(rootfs, ignore_errors=True)
         self.run(["docker", "import", str(BASE_CACHE), BASE_IMAGE], timeout=300)
 
-    def build_demo_image(self) -> None:
-        """The demo image from service_mesh_demo/Dockerfile, offline: a wheelhouse in the context, ``--no-index``."""
+    def build_images(self) -> None:
+        """The demo image (service_mesh_demo/Dockerfile) and the TTS image (deploy/Dockerfile), offline: a wheelhouse
+        in the build context, ``--no-index``."""
         context = self.dir / "context"
         for name in CONTEXT:
             source = ROOT / name
@@ -164,21 +175,11 @@ class Engine:
             else:
                 context.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, context / name)
-        # The project with its demo extra, and hatchling: pip builds the project from source in the image.
+        # The project with its demo extra (a superset of the TTS's), and hatchling: pip builds it from source.
         wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(context / "wheelhouse")]
         self.run([*wheel, f"{context}[demo]", "hatchling>=1.25"], timeout=600)
         build_args = [f"BASE_IMAGE={BASE_IMAGE}", "PIP_NO_INDEX=1", "PIP_FIND_LINKS=/src/wheelhouse"]
-        self.run(
-            [
-                "docker",
-                "build",
-                "--quiet",
-                "--file",
-                str(context / "service_mesh_demo" / "Dockerfile"),
-                *[argument for value in build_args for argument in ("--build-arg", value)],
-                "--tag",
-                DEMO_IMAGE,
-                str(context),
-            ],
-            timeout=900,
-        )
+        for dockerfile, tag in (("service_mesh_demo/Dockerfile", DEMO_IMAGE), ("deploy/Dockerfile", TTS_IMAGE)):
+            arguments = [argument for value in build_args for argument in ("--build-arg", value)]
+            command = ["docker", "build", "--quiet", "--file", str(context / dockerfile), *arguments, "--tag", tag]
+            self.run([*command, str(context)], timeout=900)

@@ -1,6 +1,7 @@
 """The compose mesh for real: a Docker engine of the test's own builds the demo image offline, ``docker-compose up``
 starts the seven services, the scenario runs from a container on the compose network, and the published IdP and
-gateway take an order from the host as the docs' ``curl`` commands place it.
+gateway take an order from the host as the docs' ``curl`` commands place it. The TTS image of deploy/kubernetes is
+built the same way and serves as the Deployment runs it (non-root, read-only root file system).
 
 Skipped, saying why, where Docker cannot run (not root, the tools not installed: ``.ci/run`` installs them).
 """
@@ -20,7 +21,7 @@ from service_mesh_demo.scenario import STEPS
 from service_mesh_demo.topology import BY_NAME, SERVICES
 
 from .conftest import COMPOSE_REPORT
-from .engine import Engine, EngineUnavailable, why_not_available
+from .engine import TTS_IMAGE, Engine, EngineUnavailable, why_not_available
 from .helpers import JWT, free_base_port
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "service_mesh_demo" / "compose.yaml"
@@ -42,7 +43,7 @@ def engine() -> Iterator[Engine]:
         except EngineUnavailable as exc:
             pytest.skip(f"docker compose not run: {exc}")
         running.import_base_image()
-        running.build_demo_image()
+        running.build_images()
         yield running
     finally:
         running.stop()
@@ -129,3 +130,20 @@ def test_the_docs_order_commands_work_from_the_host(compose: tuple[list[str], di
         assert order.json()["status"] == "placed"
         viewer = http.get(f"http://127.0.0.1:{ports['gateway']}/demo/transactions").json()
     assert "my order" in [transaction["trace"] for transaction in viewer]
+
+
+def test_tts_image_serves_as_the_kubernetes_deployment_runs_it(engine: Engine) -> None:
+    """deploy/Dockerfile: as user 65532 on a read-only root file system, ``txtoken serve`` becomes ready."""
+    data = "/var/lib/txtoken"  # the development default's key, on a writable tmpfs (the Deployment mounts a Secret)
+    run = ["docker", "run", "--detach", "--read-only", f"--tmpfs={data}:mode=1777", f"--env=TXTOKEN_DATA_DIR={data}"]
+    container = engine.run([*run, TTS_IMAGE, "serve"], timeout=120).stdout.strip()
+    try:
+        probe = "import httpx, sys; sys.exit(httpx.get('http://127.0.0.1:8400/readyz').status_code != 200)"
+        deadline = time.monotonic() + 60
+        while engine.run(["docker", "exec", container, "python", "-c", probe], timeout=60, check=False).returncode:
+            assert time.monotonic() < deadline, engine.run(["docker", "logs", container], timeout=60).stderr
+            time.sleep(1)
+        user = engine.run(["docker", "exec", container, "id", "-u"], timeout=60).stdout.strip()
+        assert user == "65532"
+    finally:
+        engine.run(["docker", "rm", "--force", container], timeout=120, check=False)
