@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -38,7 +38,7 @@ class ComposeNetwork:
     """The compose mesh seen from a container on its network: each service is the host of its name, and the
     container mounts the volumes the scenario reads (the gateway's projected token, the TTS's keys)."""
 
-    data_dir: Path = field(default=Path(COMPOSE_DATA_DIR))
+    data_dir: Path = Path(COMPOSE_DATA_DIR)
 
     def url(self, name: str) -> str:
         return f"http://{name}:{COMPOSE_BASE_PORT + BY_NAME[name].offset}"
