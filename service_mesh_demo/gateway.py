@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from service_mesh_demo.common import DemoEnv, serve_http
-from service_mesh_demo.hops import Hop, ReportingMiddleware, aforward_trace, note_transaction
+from service_mesh_demo.hops import Hop, ReportingMiddleware, aforward_trace, note_transaction, note_tts_call
 from service_mesh_demo.idp import ACCESS_TOKEN_AUDIENCE, IDP_ISSUER
 from txtoken.claims import TOKEN_TYPE_ACCESS_TOKEN
 from txtoken.context import use_transaction
@@ -111,7 +111,9 @@ def app(env: DemoEnv, *, idp_keys: KeySource | None = None) -> Starlette:
             )
             txn = await verifier.averify(issued.access_token)
         except TxTokenError as exc:
+            note_tts_call("exchange", scope, verdict=exc.code)
             return _refusal(exc.code, exc.http_status, exc.message)
+        note_tts_call("exchange", scope, added=details)
         note_transaction(txn, note=f"exchanged the access token for a Txn-Token ({scope})")
         with use_transaction(txn):
             response = await http.post(f"{orders_url}{path}", json=body)

@@ -15,7 +15,13 @@ import grpc
 import httpx
 
 from service_mesh_demo.common import DemoEnv, configure_logging
-from service_mesh_demo.hops import ReportingServerInterceptor, aforward_trace, http_sink, note_transaction
+from service_mesh_demo.hops import (
+    ReportingServerInterceptor,
+    aforward_trace,
+    http_sink,
+    note_transaction,
+    note_tts_call,
+)
 from txtoken.augment import aaugment
 from txtoken.context import require_transaction
 from txtoken.errors import TxTokenError
@@ -53,14 +59,17 @@ async def serve(env: DemoEnv) -> None:
     )
 
     async def reserve(request: dict[str, Any], context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, Any]:
-        note_transaction(require_transaction())
+        txn = require_transaction()
+        note_transaction(txn)
         reservation_id = f"r-{uuid.uuid4().hex[:8]}"
         try:
             async with aaugment(tts, verifier, request_details={"reservation_id": reservation_id}):
+                note_tts_call("replacement", txn.scope, added={"reservation_id": reservation_id})
                 charged = await http.post(
                     f"{payments_url}/charges", params={"order_id": request["order_id"], "amount": request["amount"]}
                 )
         except TxTokenError as exc:
+            note_tts_call("replacement", txn.scope, verdict=exc.code)
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{exc.code}: the TTS refused the replacement")
         if charged.status_code != 200:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{charged.json().get('error')}: payment refused")
