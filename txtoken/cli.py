@@ -86,12 +86,17 @@ def _mint(args: argparse.Namespace) -> int:
 def _key_source(where: str) -> KeySource:
     if where.startswith(("https://", "http://")):
         url = httpx.URL(where)
-        # One process, one lookup: the defaults (ttl, max_stale) keep the keys fetched at the first lookup usable.
-        return RemoteJwksKeySource(where, allow_http=url.host in _LOOPBACK_HOSTS)
+        # One process, one lookup: the keys fetched now stay usable; a failure names the URL and its cause.
+        remote = RemoteJwksKeySource(where, allow_http=url.host in _LOOPBACK_HOSTS)
+        remote.prefetch()
+        return remote
     return JwksFileKeySource(where)
 
 
 def _verify(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.getLogger("txtoken").addHandler(logging.NullHandler())  # the one error line already names the cause
     token = sys.stdin.read().strip() if args.token == "-" else args.token
     verifier = TxnTokenVerifier(
         _key_source(args.jwks),
