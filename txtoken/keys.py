@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -352,11 +353,12 @@ class KeySet:
         """
         if overlap < 0 or prepublish < 0:
             raise ConfigurationError("overlap and prepublish must not be negative")
-        at = int(time.time() if now is None else now)
+        exact = time.time() if now is None else now
+        at = int(exact)
         current = self.at(at)
         if prepublish == 0:
             return KeySet(new_key, (RetiredKey(current.active.verification_key, at + overlap), *current.previous))
-        activate_at = at + prepublish
+        activate_at = math.ceil(exact) + prepublish  # published for prepublish seconds at least
         return KeySet(current.active, current.previous, PendingKey(new_key, activate_at, activate_at + overlap))
 
     def verification_keys(self, now: float | None = None) -> list[VerificationKey]:

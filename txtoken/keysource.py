@@ -156,8 +156,9 @@ class _RefreshBucket:
         self._at = now
 
     def take(self, now: float) -> bool:
-        if self._interval > 0:
-            self._tokens = min(self._burst, self._tokens + (now - self._at) / self._interval)
+        if self._interval <= 0:
+            return self._burst > 0
+        self._tokens = min(self._burst, self._tokens + (now - self._at) / self._interval)
         self._at = now
         if self._tokens < 1:
             return False
