@@ -263,9 +263,15 @@ class RemoteJwksKeySource:
         if response.status_code != 200:
             raise _FetchFailed(f"HTTP {response.status_code}")
         try:
-            keys = key_index(load_jwks(response.content))
+            published = load_jwks(response.content)  # its messages are fixed texts, never from the document
+        except ConfigurationError as exc:
+            raise _FetchFailed(exc.message) from None
         except Exception as exc:  # any unreadable document is a failed fetch, whatever the parser raised
             raise _FetchFailed(f"not a usable JWKS ({type(exc).__name__})") from None
+        try:
+            keys = key_index(published)
+        except ConfigurationError:
+            raise _FetchFailed("two different keys share a kid") from None
         max_age = _max_age(response.headers.get("cache-control"))
         self._fresh_for = self._ttl if max_age is None else min(max(max_age, self._min_ttl), self._ttl)
         self._keys, self._fetched_at, self._retry_at = keys, self._clock(), float("-inf")
