@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
+from txtoken import telemetry
 from txtoken.errors import ConfigurationError, KeysUnavailable, UnknownKey
 from txtoken.keys import KeySet, VerificationKey, key_index, load_jwks
 
@@ -139,11 +140,12 @@ class JwksFileKeySource:
 
 
 class _FetchFailed(Exception):
-    """A JWKS fetch that brought no usable keys; ``reason`` is safe to log (never the response body)."""
+    """A JWKS fetch that brought no usable keys: ``reason`` to log (never the response body), ``code`` for telemetry."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
 
 
 class _RefreshBucket:
@@ -261,17 +263,17 @@ class RemoteJwksKeySource:
 
     def _succeeded(self, response: httpx.Response) -> None:
         if response.status_code != 200:
-            raise _FetchFailed(f"HTTP {response.status_code}")
+            raise _FetchFailed(f"HTTP {response.status_code}", KeysUnavailable.code)
         try:
             published = load_jwks(response.content)  # its messages are fixed texts, never from the document
         except ConfigurationError as exc:
-            raise _FetchFailed(exc.message) from None
+            raise _FetchFailed(exc.message, exc.code) from None
         except Exception as exc:  # any unreadable document is a failed fetch, whatever the parser raised
-            raise _FetchFailed(f"not a usable JWKS ({type(exc).__name__})") from None
+            raise _FetchFailed(f"not a usable JWKS ({type(exc).__name__})", ConfigurationError.code) from None
         try:
             keys = key_index(published)
-        except ConfigurationError:
-            raise _FetchFailed("two different keys share a kid") from None
+        except ConfigurationError as exc:
+            raise _FetchFailed("two different keys share a kid", exc.code) from None
         max_age = _max_age(response.headers.get("cache-control"))
         self._fresh_for = self._ttl if max_age is None else min(max(max_age, self._min_ttl), self._ttl)
         self._keys, self._fetched_at, self._retry_at = keys, self._clock(), float("-inf")
@@ -279,7 +281,12 @@ class RemoteJwksKeySource:
             logger.info("JWKS fetch from %s succeeded after %d failed attempt(s)", self._shown_url, self._failures)
         self._failures = 0
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, exc: Exception, outcome: telemetry.Outcome) -> None:
+        if isinstance(exc, _FetchFailed):
+            reason, code = exc.reason, exc.code
+        else:
+            reason = code = type(exc).__name__
+        outcome.fail(code)
         now = self._clock()
         usable = self._usable(now)
         self._failures += 1
@@ -298,31 +305,32 @@ class RemoteJwksKeySource:
 
     def _fetch(self) -> None:
         self.fetch_count += 1
-        try:
-            client = self._client or httpx.Client(timeout=self._timeout, follow_redirects=False)
+        with telemetry.operation("jwks_fetch") as outcome:
+            outcome.annotate("url", self._shown_url)
             try:
-                self._succeeded(client.get(self._url))
-            finally:
-                if self._client is None:
-                    client.close()
-        except _FetchFailed as exc:
-            self._failed(exc.reason)
-        except Exception as exc:  # transport errors, and anything else on the way: a failed fetch
-            self._failed(type(exc).__name__)
+                client = self._client or httpx.Client(timeout=self._timeout, follow_redirects=False)
+                try:
+                    self._succeeded(client.get(self._url))
+                finally:
+                    if self._client is None:
+                        client.close()
+            except Exception as exc:  # transport errors, unreadable documents, anything on the way: a failed fetch
+                self._failed(exc, outcome)
 
     async def _afetch(self) -> None:
         self.fetch_count += 1
         try:
-            client = self._async_client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
-            try:
-                self._succeeded(await client.get(self._url))
-            finally:
-                if self._async_client is None:
-                    await client.aclose()
-        except _FetchFailed as exc:
-            self._failed(exc.reason)
-        except Exception as exc:  # transport errors, and anything else on the way: a failed fetch
-            self._failed(type(exc).__name__)
+            with telemetry.operation("jwks_fetch") as outcome:
+                outcome.annotate("url", self._shown_url)
+                try:
+                    client = self._async_client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
+                    try:
+                        self._succeeded(await client.get(self._url))
+                    finally:
+                        if self._async_client is None:
+                            await client.aclose()
+                except Exception as exc:  # transport errors, unreadable documents, anything on the way
+                    self._failed(exc, outcome)
         finally:
             self._inflight = None
 
