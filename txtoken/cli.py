@@ -73,7 +73,7 @@ def _mint(args: argparse.Namespace) -> int:
     if missing:
         raise ConfigurationError(f"missing claims: {', '.join(missing)} (flags or --claims file)")
     minter = TxnTokenMinter(
-        KeySet.load(args.keys),
+        KeySet.load(args.keys).at(),  # the key that signs now, by the file's times
         trust_domain=args.trust_domain,
         issuer=args.issuer,
         lifetime=args.lifetime,

@@ -4,6 +4,7 @@ swap reaches every replica."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 
 from txtoken.cli import main
 from txtoken.errors import ConfigurationError, TxTokenError
+from txtoken.jws import b64url_decode
 from txtoken.keys import KeySet, SigningKey
 from txtoken.keysource import RemoteJwksKeySource
 from txtoken.service import KeyStore, rotate_keys
@@ -260,3 +262,13 @@ def test_rotations_under_load_refuse_no_token(start_tts: StartTts, tmp_path: Pat
     assert refused == []
     assert len(verified) == 4 and sum(verified.values()) >= 80
     assert old_in_overlap[0] > 0
+
+
+def test_mint_signs_with_the_key_the_file_times_make_active(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = SigningKey.generate(), SigningKey.generate()
+    now = time.time()
+    KeySet(old).rotate(new, overlap=600, prepublish=60, now=now - 120).save(tmp_path / KEY_FILE)  # switched 60 s ago
+    args = ["mint", "--keys", str(tmp_path / KEY_FILE), "--trust-domain", TRUST_DOMAIN, "--sub", "s", "--scope", "a"]
+    assert main([*args, "--req-wl", "w"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert json.loads(b64url_decode(token.split(".")[0]))["kid"] == new.kid
