@@ -185,7 +185,7 @@ class RemoteJwksKeySource:
     """The JWKS at a URL (normally the TTS's ``/.well-known/jwks.json``), fetched with httpx.
 
     - Keys are fresh for the response's ``Cache-Control: max-age``, bounded to [``min_ttl``, ``ttl``] (``ttl``
-      without one); the first lookup after that refreshes them.
+      without one, and when ``ttl`` is the smaller); the first lookup after that refreshes them.
     - An unknown ``kid`` while the keys are fresh triggers a refresh if the refresh bucket allows: ``refresh_burst``
       refreshes at once, refilled one per ``min_refresh_interval`` seconds. A legitimately new key is picked up at
       once; a stream of made-up ``kid`` values costs at most the burst, then one fetch per interval. Concurrent
@@ -217,12 +217,12 @@ class RemoteJwksKeySource:
         parsed = httpx.URL(url)
         if parsed.scheme != "https" and not (allow_http and parsed.scheme == "http"):
             raise ConfigurationError("the JWKS URL must use https (allow_http=True for loopback and tests)")
-        if not 0 <= min_ttl <= ttl or refresh_burst < 0 or min_refresh_interval < 0:
-            raise ConfigurationError("need 0 <= min_ttl <= ttl, refresh_burst >= 0 and min_refresh_interval >= 0")
+        if min(ttl, min_ttl, refresh_burst, min_refresh_interval) < 0:
+            raise ConfigurationError("ttl, min_ttl, refresh_burst and min_refresh_interval must not be negative")
         self._url = url
         self._shown_url = str(parsed.copy_with(username=None, password=None))  # for logs: no credentials
         self._ttl = ttl
-        self._min_ttl = min_ttl
+        self._min_ttl = min(min_ttl, ttl)
         self._min_refresh_interval = min_refresh_interval
         self._max_stale = max_stale
         self._timeout = timeout

@@ -538,3 +538,15 @@ async def test_remote_aprefetch(es256: SigningKey, serve: Callable[..., RunningS
     server.stop()
     with pytest.raises(KeysUnavailable, match="ConnectError"):
         await _remote(server, FakeClock(0)).aprefetch()
+
+
+def test_remote_a_ttl_below_min_ttl_is_the_bound(es256: SigningKey, serve: Callable[..., RunningServer]) -> None:
+    endpoint, server = _endpoint(serve, es256)
+    endpoint.cache_control = "max-age=60"
+    mono = FakeClock(0)
+    v = verifier(_remote(server, mono, ttl=2))  # min_ttl 10 by default: ttl wins
+    v.verify(token(es256))
+    mono.advance(2)
+    v.verify(token(es256))
+    assert endpoint.requests == 2
+    raises_exactly(ConfigurationError, "configuration_error", lambda: _remote(server, mono, refresh_burst=-1))
