@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from service_mesh_demo.common import DemoEnv, serve_http
+from service_mesh_demo.common import DemoEnv, prefetch_keys, readiness, serve_http
 from service_mesh_demo.hops import Hop, ReportingMiddleware, aforward_trace, note_transaction, note_tts_call
 from service_mesh_demo.idp import ACCESS_TOKEN_AUDIENCE, IDP_ISSUER
 from txtoken.claims import TOKEN_TYPE_ACCESS_TOKEN
@@ -69,7 +69,8 @@ def app(env: DemoEnv, *, idp_keys: KeySource | None = None) -> Starlette:
     """The gateway's routes: ``POST /api/orders``, ``POST /api/orders/{id}/refund``, the viewer and its collector."""
     log = HopLog()
     idp_jwks = idp_keys or RemoteJwksKeySource(f"{env.urls['idp']}/jwks", allow_http=True)
-    verifier = env.verifier()
+    tts_keys = env.tts_keys()
+    verifier = env.verifier(tts_keys)
     tts = env.tts_client()
     orders_url = env.urls["orders"]
     auth = TxnTokenAuth(trusted_hosts=[httpx.URL(orders_url).host])
@@ -163,10 +164,11 @@ def app(env: DemoEnv, *, idp_keys: KeySource | None = None) -> Starlette:
         return HTMLResponse(VIEWER.read_text(encoding="utf-8"))
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return await readiness(tts_keys)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await prefetch_keys(tts_keys)
         yield
         await http.aclose()
         await tts.aclose()

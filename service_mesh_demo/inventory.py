@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import httpx
 
-from service_mesh_demo.common import DemoEnv, configure_logging
+from service_mesh_demo.common import DemoEnv, configure_logging, prefetch_keys
 from service_mesh_demo.hops import (
     ReportingServerInterceptor,
     aforward_trace,
@@ -50,7 +50,8 @@ def encode_message(value: Any) -> bytes:
 
 
 async def serve(env: DemoEnv) -> None:
-    verifier = env.verifier()
+    tts_keys = env.tts_keys()
+    verifier = env.verifier(tts_keys)
     tts = env.tts_client()
     payments_url = env.urls["payments"]
     auth = TxnTokenAuth(trusted_hosts=[httpx.URL(payments_url).host])
@@ -85,6 +86,7 @@ async def serve(env: DemoEnv) -> None:
         ]
     )
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {"Reserve": handler})])
+    await prefetch_keys(tts_keys)  # before the port opens: the launcher's readiness check
     server.add_insecure_port(f"{env.host}:{env.port}")
     await server.start()
     try:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service_mesh_demo.common import DemoEnv, serve_http
+from service_mesh_demo.common import DemoEnv, prefetch_keys, readiness, serve_http
 from service_mesh_demo.hops import (
     ReportingMiddleware,
     TraceClientInterceptor,
@@ -43,7 +43,8 @@ POLICY = Policy(
 
 
 def app(env: DemoEnv) -> Starlette:
-    verifier = env.verifier()
+    tts_keys = env.tts_keys()
+    verifier = env.verifier(tts_keys)
     tts = env.tts_client()
     inventory: dict[str, grpc.aio.UnaryUnaryMultiCallable[dict[str, Any], dict[str, Any]]] = {}
 
@@ -77,10 +78,11 @@ def app(env: DemoEnv) -> Starlette:
         return JSONResponse({"error": "unexpected", "error_description": "the TTS widened the scope"}, status_code=500)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return await readiness(tts_keys)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await prefetch_keys(tts_keys)
         # A grpc.aio channel belongs to the event loop it is created on: the server's.
         interceptors = [*aio_client_interceptors(), TraceClientInterceptor()]
         async with grpc.aio.insecure_channel(env.urls["inventory"], interceptors=interceptors) as channel:
