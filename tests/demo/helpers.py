@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import socket
 
@@ -13,13 +14,27 @@ JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
 SPAN = max(service.offset for service in SERVICES) + 1
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands out for port 0 and for outgoing connections (Linux; the IANA range elsewhere)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            low, high = (int(part) for part in fh.read().split())
+    except (OSError, ValueError):
+        low, high = 49152, 65535
+    return range(low, high + 1)
+
+
 def free_base_port() -> int:
-    """A base port whose whole range of the mesh is free on loopback."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-        if base + SPAN > 65535:
+    """A base port whose whole range of the mesh is free on loopback, and outside the ephemeral range.
+
+    Outside it, no outgoing connection of the mesh's own services (nor a port-0 server of another test) can take one
+    of the ports between this check and the moment each service binds it.
+    """
+    ephemeral = _ephemeral_ports()
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10_000, 30_000)
+        if any(port in ephemeral for port in (base, base + SPAN - 1)):
             continue
         try:
             for port in range(base, base + SPAN):
