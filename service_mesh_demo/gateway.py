@@ -22,12 +22,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from service_mesh_demo.common import DemoEnv, serve_http
-from service_mesh_demo.hops import Hop, ReportingMiddleware, aforward_trace, note_transaction
+from service_mesh_demo.common import DemoEnv, prefetch_keys, readiness, serve_http
+from service_mesh_demo.hops import Hop, ReportingMiddleware, aforward_trace, note_transaction, note_tts_call
 from service_mesh_demo.idp import ACCESS_TOKEN_AUDIENCE, IDP_ISSUER
+from txtoken.client import AsyncTokenServiceClient
 from txtoken.context import require_transaction
 from txtoken.gateway import GatewayRoute, InboundGateway, RequestDetails
 from txtoken.service import AccessTokenValidator, issuer_configs
+from txtoken.verify import TxnTokenVerifier
 from txtoken_asgi import GatewayMiddleware
 from txtoken_httpx import TxnTokenAuth
 
@@ -69,7 +71,7 @@ ROUTES = (
 )
 
 
-def inbound_gateway(env: DemoEnv) -> InboundGateway:
+def inbound_gateway(env: DemoEnv, tts: AsyncTokenServiceClient, verifier: TxnTokenVerifier) -> InboundGateway:
     """The library's inbound gateway, configured for the demo IdP (the TTS trusts the same issuer, same keys)."""
     idp = {
         "kind": "oauth",
@@ -80,8 +82,8 @@ def inbound_gateway(env: DemoEnv) -> InboundGateway:
     }
     return InboundGateway(
         access_tokens=AccessTokenValidator(issuer_configs({"idp": idp}), default_audience=ACCESS_TOKEN_AUDIENCE),
-        token_service=env.tts_client(),
-        verifier=env.verifier(),
+        token_service=tts,
+        verifier=verifier,
         routes=ROUTES,
     )
 
@@ -103,10 +105,11 @@ class HopLog:
         return [{"trace": trace, "hops": sorted(hops, key=lambda h: h["at"])} for trace, hops in self.traces.items()]
 
 
-def app(env: DemoEnv, *, gateway: InboundGateway | None = None) -> Starlette:
+def app(env: DemoEnv) -> Starlette:
     """The gateway's routes: ``POST /api/orders``, ``POST /api/orders/{id}/refund``, the viewer and its collector."""
     log = HopLog()
-    edge = gateway or inbound_gateway(env)
+    tts_keys = env.tts_keys()
+    edge = inbound_gateway(env, env.tts_client(), env.verifier(tts_keys))
     orders_url = env.urls["orders"]
     auth = TxnTokenAuth(trusted_hosts=[httpx.URL(orders_url).host])
     http = httpx.AsyncClient(
@@ -118,6 +121,7 @@ def app(env: DemoEnv, *, gateway: InboundGateway | None = None) -> Starlette:
     async def forward(path: str, body: dict[str, Any]) -> Response:
         """Runs inside the transaction the library's gateway made; the access token never got this far."""
         txn = require_transaction()
+        note_tts_call("exchange", txn.scope, added=txn.tctx)
         note_transaction(txn, note=f"exchanged the access token for a Txn-Token ({txn.scope})")
         response = await http.post(f"{orders_url}{path}", json=body)
         answer = response.json() if response.headers.get("content-type") == "application/json" else {}
@@ -141,10 +145,11 @@ def app(env: DemoEnv, *, gateway: InboundGateway | None = None) -> Starlette:
         return HTMLResponse(VIEWER.read_text(encoding="utf-8"))
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return await readiness(tts_keys)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await prefetch_keys(tts_keys)
         yield
         await http.aclose()
         await edge.aclose()

@@ -54,6 +54,7 @@ class Service:
     needs: tuple[str, ...] = ()
     workload_id: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    published: bool = False  # reachable from the host under compose (the IdP and the gateway: what curl needs)
     extra_tokens: dict[str, str] = field(default_factory=dict)
     binaries: tuple[str, ...] = ()
 
@@ -69,7 +70,7 @@ def _workload(name: str) -> str:
 
 SERVICES: tuple[Service, ...] = (
     Service("platform", "service_mesh_demo.platform", 9, "http"),
-    Service("idp", "service_mesh_demo.idp", 1, "http"),
+    Service("idp", "service_mesh_demo.idp", 1, "http", published=True),
     Service("tts", "service_mesh_demo.tts", 2, "http", needs=("platform",)),
     Service("supplier", "service_mesh_demo.supplier", 6, "http", needs=("platform",)),
     Service("shipping", "service_mesh_demo.shipping", 7, "http", needs=("tts", "gateway"), binaries=("nginx", "node")),
@@ -103,6 +104,7 @@ SERVICES: tuple[Service, ...] = (
         credential="file",
         needs=("idp", "tts", "orders"),
         workload_id=_workload("gateway"),
+        published=True,
     ),
 )
 """In start order: each service starts after the ones it needs (the gateway's viewer is needed only for reports)."""
