@@ -111,6 +111,7 @@ def run() -> None:
 trust_domain = "{env.trust_domain}"
 tts_identifier = "{TTS_IDENTIFIER}"
 tts_jwks_uri = "{env.urls["tts"]}/.well-known/jwks.json"
+allow_http = true  # the demo's network; https in production
 
 [hop]
 policy = "{folder / "policy.toml"}"

@@ -88,7 +88,6 @@ class EdgeConfig(_Model):
     workload_id: str | None = None
     issuers: dict[str, dict[str, Any]]
     routes: list[RouteConfig]
-    allow_http: bool = False
 
 
 class HopConfig(_Model):
@@ -107,6 +106,7 @@ class ForwardAuthConfig(_Model):
     tts_jwks_file: Path | None = None
     path_prefix: str = ""
     trusted_proxies: list[str] = []
+    allow_http: bool = False
     edge: EdgeConfig | None = None
     hop: HopConfig | None = None
 
@@ -134,7 +134,7 @@ def _tts_keys(config: ForwardAuthConfig) -> KeySource:
     if config.tts_jwks_file is not None:
         return JwksFileKeySource(config.tts_jwks_file)
     url = str(config.tts_jwks_uri)
-    return RemoteJwksKeySource(url, allow_http=urlsplit(url).hostname in _LOOPBACK_HOSTS)
+    return RemoteJwksKeySource(url, allow_http=config.allow_http or urlsplit(url).hostname in _LOOPBACK_HOSTS)
 
 
 def _credential(edge: EdgeConfig, tts_identifier: str) -> CredentialSource:
@@ -160,7 +160,7 @@ def _edge_gateway(config: ForwardAuthConfig, edge: EdgeConfig, verifier: TxnToke
     return InboundGateway(
         access_tokens=AccessTokenValidator(issuer_configs(edge.issuers), default_audience=config.tts_identifier),
         token_service=AsyncTokenServiceClient(
-            edge.token_endpoint, credential=credential, trust_domain=config.trust_domain, allow_http=edge.allow_http
+            edge.token_endpoint, credential=credential, trust_domain=config.trust_domain, allow_http=config.allow_http
         ),
         verifier=verifier,
         routes=routes,
