@@ -74,7 +74,9 @@ def app(env: DemoEnv) -> Starlette:
             code = (exc.details() or "").split(":", 1)[0] or exc.code().name.lower()
             return JSONResponse({"error": code, "error_description": "inventory refused"}, status_code=502)
         if shipping_url is not None:  # the Node.js hop behind nginx: the Txn-Token goes as for any hop
-            shipped = await shipping.post(f"{shipping_url}/shipments/{order['order_id']}")
+            shipped = await shipping.post(
+                f"{shipping_url}/shipments/{order['order_id']}", headers={"x-demo-from": "orders"}
+            )
             if shipped.status_code != 200:
                 return JSONResponse({"error": shipped.json().get("error", "error")}, status_code=502)
             reply = {**reply, "shipment_id": shipped.json()["shipment_id"]}

@@ -34,6 +34,7 @@ http.createServer((req, res) => {
     report({
       trace,
       service: 'shipping',
+      from: req.headers['x-demo-from'] || null, // the calling service, as the demo's caller names itself
       protocol: 'http',
       route: `POST ${req.url}`,
       verdict: 'ok',
