@@ -81,8 +81,9 @@ def hop_app(jwks: str, next_http: str | None, next_grpc: tuple[int, int] | None)
 
     verifier = TxnTokenVerifier(load_jwks(jwks), trust_domain=TRUST_DOMAIN, cache_size=0)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    plain_client = httpx.AsyncClient(limits=limits)
-    txn_client = httpx.AsyncClient(limits=limits, auth=TxnTokenAuth(trusted_hosts=["127.0.0.1"]))
+    timeout = httpx.Timeout(60.0)  # saturated chains queue; a timeout would end the run, not measure it
+    plain_client = httpx.AsyncClient(limits=limits, timeout=timeout)
+    txn_client = httpx.AsyncClient(limits=limits, timeout=timeout, auth=TxnTokenAuth(trusted_hosts=["127.0.0.1"]))
     channels: dict[str, Any] = {}
 
     def grpc_call(variant: str) -> Any:
@@ -106,6 +107,7 @@ def hop_app(jwks: str, next_http: str | None, next_grpc: tuple[int, int] | None)
             elif next_http is not None:
                 answer = await client.get(f"{next_http}{path}")
                 if answer.status_code != 200:
+                    print(f"next hop answered {answer.status_code}: {answer.text[:80]}", file=sys.stderr)
                     return PlainTextResponse("next hop failed", status_code=502)
             return PlainTextResponse("ok")
 
