@@ -447,7 +447,7 @@ def report(results: dict[str, list[Result]], args: argparse.Namespace, token_byt
     if args.workers > 1:
         scale = ratio(f"token, {args.workers} workers", results["token"])
         lines.append(f"- {args.workers} workers against one: **{scale:.2f}** times the issuance rate (same run).")
-    return "\n".join([*lines, ""])
+    return "\n".join([*lines, "", ""])
 
 
 def _cpus() -> int:
