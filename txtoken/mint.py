@@ -22,13 +22,15 @@ __all__ = ["TxnTokenMinter", "encode_jws"]
 def encode_jws(
     payload: Mapping[str, Any], key: SigningKey, *, typ: str, headers: Mapping[str, Any] | None = None
 ) -> str:
-    """Sign ``payload`` as a compact JWS with ``key``; the header carries ``alg``, ``kid`` and ``typ``.
+    """Sign ``payload`` as a compact JWS with ``key``; the header carries ``alg``, ``kid`` and ``typ`` (unless empty).
 
     Built here rather than with ``jwt.encode`` (which the project used before): the TTS signs every token it issues,
     and PyJWT's general path (header merging and sorting, algorithm lookup, its own DER conversion) cost about 16 µs
     per ES256 token on top of the signature (``benchmarks/verify.py --sign`` measures both).
     """
     header = {**(headers or {}), "alg": key.alg, "typ": typ, "kid": key.kid}
+    if not typ:
+        del header["typ"]  # an empty typ leaves the member out, as jwt.encode did
     signing_input = (
         _b64(json.dumps(header, separators=(",", ":")))
         + b"."
