@@ -71,7 +71,7 @@ def _workload(name: str) -> str:
 SERVICES: tuple[Service, ...] = (
     Service("platform", "service_mesh_demo.platform", 9, "http"),
     Service("idp", "service_mesh_demo.idp", 1, "http", published=True),
-    Service("tts", "service_mesh_demo.tts", 2, "http", needs=("platform",)),
+    Service("tts", "service_mesh_demo.tts", 2, "http", needs=("platform", "idp")),  # reads the IdP's JWKS file
     Service("supplier", "service_mesh_demo.supplier", 6, "http", needs=("platform",)),
     Service("shipping", "service_mesh_demo.shipping", 7, "http", needs=("tts", "gateway"), binaries=("nginx", "node")),
     Service(
