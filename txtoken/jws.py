@@ -128,7 +128,7 @@ class JwsHeader:
     """The JOSE header fields txtoken uses. Key-carrying headers (``jku``, ``x5u``, ``jwk``, ``x5c``) are ignored."""
 
     alg: str
-    kid: str
+    kid: str | None  # absent: the key source must hold exactly one key for ``alg``
     typ: str | None
     media_type: str | None
     members: Mapping[str, Any]
@@ -155,8 +155,8 @@ def _parse_header(segment: str) -> JwsHeader:
     if not isinstance(alg, str):
         raise TokenMalformed("header has no 'alg'")
     kid = members.get("kid")
-    if not isinstance(kid, str) or not kid:
-        raise TokenMalformed("header has no 'kid'")
+    if "kid" in members and (not isinstance(kid, str) or not kid):
+        raise TokenMalformed("header 'kid' is not a non-empty string")
     if "crit" in members:
         # No extension is understood here, so a critical one must be refused (RFC 7515 §4.1.11).
         raise TokenMalformed("header has a 'crit' extension")
@@ -172,7 +172,8 @@ def _parse_header(segment: str) -> JwsHeader:
 
 
 def parse_jws(token: str, *, algorithms: frozenset[str], max_size: int = DEFAULT_MAX_TOKEN_SIZE) -> CompactJws:
-    """Split a compact JWS and check its header: size, shape, ``alg`` in ``algorithms``, a ``kid``, no ``crit``."""
+    """Split a compact JWS and check its header: size, shape, ``alg`` in ``algorithms``, ``kid`` (if present) a
+    non-empty string, no ``crit``."""
     if len(token) > max_size:
         raise TokenTooLarge(f"token longer than {max_size} bytes")
     try:

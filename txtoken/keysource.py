@@ -2,7 +2,8 @@
 
 A key source answers one question: the key for this ``kid``. :meth:`KeySource.cached_key` answers from memory
 (no network; a file source may ``stat`` its file); :meth:`fetch_key` and :meth:`afetch_key` may refresh first.
-Keys only ever come from this configuration, never from a token.
+For a token without ``kid``, :meth:`KeySource.sole_kid` names the one key held for its ``alg``, if there is exactly
+one. Keys only ever come from this configuration, never from a token.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import httpx
 from txtoken.errors import ConfigurationError, KeysUnavailable, UnknownKey
 from txtoken.keys import KeySet, VerificationKey, key_index, load_jwks
 
-__all__ = ["JwksFileKeySource", "KeySource", "RemoteJwksKeySource", "StaticKeySource", "key_source"]
+__all__ = ["JwksFileKeySource", "KeySource", "RemoteJwksKeySource", "StaticKeySource", "key_source", "kid_for"]
 
 
 @runtime_checkable
@@ -35,6 +36,28 @@ class KeySource(Protocol):
 
     async def afetch_key(self, kid: str) -> VerificationKey:
         """The key, refreshing if needed, without blocking the event loop."""
+
+    def sole_kid(self, alg: str) -> str | None:
+        """The ``kid`` of the only key held that accepts ``alg``, without network I/O; None if none or several."""
+
+
+def _sole_kid(keys: Iterable[VerificationKey], alg: str) -> str | None:
+    found = [key.kid for key in keys if key.accepts(alg)]
+    return found[0] if len(found) == 1 else None
+
+
+def kid_for(keys: KeySource, kid: str | None, alg: str) -> str:
+    """The ``kid`` to look up for a JWS header: its own, or without one the only key ``keys`` hold for ``alg``.
+
+    A token without ``kid`` (the draft says SHOULD, not MUST) is accepted only when the choice of key is not
+    ambiguous; otherwise :class:`UnknownKey`.
+    """
+    if kid is not None:
+        return kid
+    sole = keys.sole_kid(alg)
+    if sole is None:
+        raise UnknownKey("the token has no kid, and not exactly one key is held for its alg")
+    return sole
 
 
 class StaticKeySource:
@@ -72,6 +95,9 @@ class StaticKeySource:
 
     async def afetch_key(self, kid: str) -> VerificationKey:
         return self.fetch_key(kid)
+
+    def sole_kid(self, alg: str) -> str | None:
+        return _sole_kid((key for kid, key in self._keys.items() if self.cached_key(kid) is not None), alg)
 
 
 class JwksFileKeySource:
@@ -123,6 +149,11 @@ class JwksFileKeySource:
 
     async def afetch_key(self, kid: str) -> VerificationKey:
         return self.fetch_key(kid)
+
+    def sole_kid(self, alg: str) -> str | None:
+        if self._clock() - self._checked_at >= self._check_interval:
+            self._reload()
+        return None if self._keys is None else _sole_kid(self._keys.values(), alg)
 
 
 class RemoteJwksKeySource:
@@ -205,6 +236,10 @@ class RemoteJwksKeySource:
         if not self._fresh(self._clock()):
             return None
         return self._keys.get(kid)
+
+    def sole_kid(self, alg: str) -> str | None:
+        """From the keys last fetched (a lookup by ``kid`` or a prefetch fetches); None before any fetch."""
+        return _sole_kid(self._keys.values(), alg)
 
     def fetch_key(self, kid: str) -> VerificationKey:
         with self._lock:

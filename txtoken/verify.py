@@ -1,11 +1,13 @@
 """Txn-Token verification, hardened per RFC 8725 and §12.2 of the draft.
 
 Checks, in order: size (before any parsing); compact JWS shape; header (``alg`` in an explicit allow-list of
-asymmetric algorithms, a ``kid``, no ``crit``); ``typ`` is ``txntoken+jwt``; the key for ``kid`` comes from the
-configured key source (never from ``jku``, ``x5u``, ``jwk`` or ``x5c``) and is bound to the header's ``alg``;
+asymmetric algorithms, ``kid`` a non-empty string if present, no ``crit``); ``typ`` is ``txntoken+jwt``; the key for
+``kid`` comes from the configured key source (never from ``jku``, ``x5u``, ``jwk`` or ``x5c``) and is bound to the
+header's ``alg`` (without ``kid``: the only key the source holds for that ``alg``, refused if there are several);
 signature; payload JSON without duplicate members; claim names of older drafts refused unless allowed; every
-required claim present and well typed; ``aud`` is this verifier's trust domain; ``iss`` if one is configured;
-``exp``, ``iat`` and ``nbf`` with a small leeway; ``exp - iat`` no longer than the maximum lifetime.
+required claim present and well typed (NumericDates may be non-integer); ``aud`` is this verifier's trust domain
+(a string, or an array of that one string); ``iss`` if one is configured; ``exp``, ``iat`` and ``nbf`` with a small
+leeway; ``exp - iat`` no longer than the maximum lifetime.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from txtoken.claims import TXN_TOKEN_TYP, TxnTokenClaims, check_claims, map_legacy_claims
+from txtoken.claims import TXN_TOKEN_TYP, TxnTokenClaims, check_claims, is_numeric_date, map_legacy_claims
 from txtoken.errors import (
     AudienceMismatch,
     ClaimInvalid,
@@ -28,7 +30,7 @@ from txtoken.errors import (
 )
 from txtoken.jws import DEFAULT_MAX_TOKEN_SIZE, CompactJws, parse_jws, verify_jws
 from txtoken.keys import ALGORITHMS, KeySet, VerificationKey
-from txtoken.keysource import KeySource, key_source
+from txtoken.keysource import KeySource, key_source, kid_for
 
 __all__ = ["DEFAULT_LEEWAY", "DEFAULT_MAX_LIFETIME", "TxnTokenVerifier", "VerifiedTokenCache", "VerifiedTxnToken"]
 
@@ -214,7 +216,8 @@ class TxnTokenVerifier:
             if cached is not None:
                 return cached
         jws = self._parse(token)
-        key = self.keys.cached_key(jws.header.kid) or self.keys.fetch_key(jws.header.kid)
+        kid = kid_for(self.keys, jws.header.kid, jws.header.alg)
+        key = self.keys.cached_key(kid) or self.keys.fetch_key(kid)
         return self._finish(token, jws, key)
 
     async def averify(self, token: str) -> VerifiedTxnToken:
@@ -224,7 +227,8 @@ class TxnTokenVerifier:
             if cached is not None:
                 return cached
         jws = self._parse(token)
-        key = self.keys.cached_key(jws.header.kid) or await self.keys.afetch_key(jws.header.kid)
+        kid = kid_for(self.keys, jws.header.kid, jws.header.alg)
+        key = self.keys.cached_key(kid) or await self.keys.afetch_key(kid)
         return self._finish(token, jws, key)
 
     def _parse(self, token: str) -> CompactJws:
@@ -243,7 +247,8 @@ class TxnTokenVerifier:
         return verified
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
-        if claims["aud"] != self.trust_domain:
+        aud = claims["aud"]
+        if aud != self.trust_domain and (type(aud) is not list or aud[0] != self.trust_domain):
             raise AudienceMismatch("aud is not this trust domain")
         if self._issuer is not None and claims.get("iss") != self._issuer:
             raise ClaimInvalid("iss is not the configured issuer")
@@ -255,8 +260,8 @@ class TxnTokenVerifier:
             raise TokenNotYetValid("iat is in the future")
         nbf = claims.get("nbf")
         if nbf is not None:
-            if type(nbf) is not int:
-                raise ClaimInvalid("nbf: int_type")
+            if not is_numeric_date(nbf):
+                raise ClaimInvalid("nbf: numeric_date_type")
             if nbf > now + self._leeway:
                 raise TokenNotYetValid("nbf is in the future")
         lifetime = exp - iat

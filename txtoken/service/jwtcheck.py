@@ -21,7 +21,7 @@ from txtoken.errors import (
     TypMismatch,
 )
 from txtoken.jws import CompactJws, b64url_decode, parse_jws, typ_matches, verify_jws
-from txtoken.keysource import KeySource
+from txtoken.keysource import KeySource, kid_for
 
 __all__ = ["NO_TYP", "JwtRules", "claims_match", "peek_claims", "verify_jwt"]
 
@@ -97,7 +97,8 @@ def _check_audience(claims: Mapping[str, Any], audiences: frozenset[str]) -> Non
 async def verify_jwt(
     token: str | CompactJws, *, keys: KeySource, algorithms: frozenset[str], rules: JwtRules, now: float
 ) -> dict[str, Any]:
-    """Check ``token`` against ``rules`` with the key its ``kid`` names in ``keys``; returns its claims.
+    """Check ``token`` against ``rules`` with the key its ``kid`` names in ``keys`` (without ``kid``: the only key
+    ``keys`` hold for its ``alg``); returns its claims.
 
     Raises a :class:`~txtoken.errors.TokenRejected` subclass, or ``KeysUnavailable`` if the keys cannot be had.
     """
@@ -107,7 +108,8 @@ async def verify_jwt(
     typ = jws.header.typ
     if not (typ is None and NO_TYP in rules.typs) and not any(typ_matches(typ, t) for t in rules.typs if t):
         raise TypMismatch("typ is not accepted for this kind of token")
-    key = keys.cached_key(jws.header.kid) or await keys.afetch_key(jws.header.kid)
+    kid = kid_for(keys, jws.header.kid, jws.header.alg)
+    key = keys.cached_key(kid) or await keys.afetch_key(kid)
     claims = verify_jws(jws, key)
     _check_types(claims, rules.required)
     _check_times(claims, rules, now)
