@@ -4,6 +4,7 @@ The core: claims, keys, minting, verification, key sources and the current trans
 in ``txtoken_asgi``, ``txtoken_grpc`` and ``txtoken_httpx``; the token service in ``txtoken.service``.
 """
 
+from txtoken.carrier import carried_token
 from txtoken.claims import GRPC_METADATA_KEY, HTTP_HEADER, TXN_TOKEN_TYP, TxnTokenClaims
 from txtoken.context import current_transaction, require_transaction, use_transaction
 from txtoken.errors import TxTokenError
@@ -31,6 +32,7 @@ __all__ = [
     "VerificationKey",
     "VerifiedTxnToken",
     "__version__",
+    "carried_token",
     "current_transaction",
     "load_jwks",
     "require_transaction",

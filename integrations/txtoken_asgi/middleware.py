@@ -8,9 +8,10 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from txtoken.carrier import carried_token
 from txtoken.claims import HTTP_HEADER
 from txtoken.context import current_transaction, use_transaction
-from txtoken.errors import TokenDuplicated, TokenMissing, TxTokenError
+from txtoken.errors import TxTokenError
 from txtoken.policy import Policy
 from txtoken.verify import TxnTokenVerifier
 from txtoken_asgi.user import TxnUser, credentials_for
@@ -94,15 +95,8 @@ class TxnTokenMiddleware:
 
 
 def _token(headers: Iterable[tuple[bytes, bytes]]) -> str:
-    token = None
-    for name, value in headers:
-        if name == _HEADER:
-            if token is not None:
-                raise TokenDuplicated(f"more than one {HTTP_HEADER} header")
-            token = value
-    if token is None:
-        raise TokenMissing(f"no {HTTP_HEADER} header")
-    return bytes(token).decode("latin-1")
+    values = [bytes(value).decode("latin-1") for name, value in headers if name == _HEADER]
+    return carried_token(values, carrier=f"{HTTP_HEADER} header")
 
 
 def _route_path(scope: Scope) -> str:

@@ -9,8 +9,9 @@ from typing import Any
 
 import grpc
 
+from txtoken.carrier import carried_token
 from txtoken.claims import GRPC_METADATA_KEY
-from txtoken.errors import BindingMismatch, TokenDuplicated, TokenMalformed, TokenMissing, TxTokenError
+from txtoken.errors import BindingMismatch, TokenMalformed, TxTokenError
 from txtoken.policy import Policy, RouteMatch
 from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
 
@@ -85,19 +86,18 @@ class Gate:
         self.policy.authorize_message(admission.txn, admission.match, fields)
 
 
-def _token(metadata: Sequence[Any] | None) -> str:
-    values = [value for key, value in metadata or () if key == GRPC_METADATA_KEY]
-    if not values:
-        raise TokenMissing(f"no {GRPC_METADATA_KEY} metadata")
-    if len(values) > 1:
-        raise TokenDuplicated(f"more than one {GRPC_METADATA_KEY} metadata entry")
-    value = values[0]
+def _text(value: Any) -> str:
     if isinstance(value, bytes):
         try:
             return value.decode("ascii")
         except UnicodeDecodeError:
             raise TokenMalformed("the token is not ASCII") from None
     return str(value)
+
+
+def _token(metadata: Sequence[Any] | None) -> str:
+    values = [_text(value) for key, value in metadata or () if key == GRPC_METADATA_KEY]
+    return carried_token(values, carrier=f"{GRPC_METADATA_KEY} metadata")
 
 
 def refusal(exc: TxTokenError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
