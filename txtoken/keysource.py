@@ -9,6 +9,7 @@ one. Keys only ever come from this configuration, never from a token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -21,7 +22,15 @@ import httpx
 from txtoken.errors import ConfigurationError, KeysUnavailable, UnknownKey
 from txtoken.keys import KeySet, VerificationKey, key_index, load_jwks
 
-__all__ = ["JwksFileKeySource", "KeySource", "RemoteJwksKeySource", "StaticKeySource", "key_source", "kid_for"]
+__all__ = [
+    "JwksFileKeySource",
+    "KeySource",
+    "RemoteJwksKeySource",
+    "StaticKeySource",
+    "afind_sole_kid",
+    "find_sole_kid",
+    "key_source",
+]
 
 
 @runtime_checkable
@@ -46,18 +55,33 @@ def _sole_kid(keys: Iterable[VerificationKey], alg: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def kid_for(keys: KeySource, kid: str | None, alg: str) -> str:
-    """The ``kid`` to look up for a JWS header: its own, or without one the only key ``keys`` hold for ``alg``.
+# No key has an empty kid (JWKs and JWS headers with one are refused), so asking for it makes a source refresh, within
+# its own throttle, and then answer UnknownKey: how a token without kid gets a source that has not fetched yet to fetch.
+_NO_KEY_HAS_THIS_KID = ""
 
-    A token without ``kid`` (the draft says SHOULD, not MUST) is accepted only when the choice of key is not
-    ambiguous; otherwise :class:`UnknownKey`.
-    """
-    if kid is not None:
-        return kid
+
+def _sole_or_refuse(keys: KeySource, alg: str) -> str:
     sole = keys.sole_kid(alg)
     if sole is None:
         raise UnknownKey("the token has no kid, and not exactly one key is held for its alg")
     return sole
+
+
+def find_sole_kid(keys: KeySource, alg: str) -> str:
+    """The ``kid`` to verify a token without one with: the only key ``keys`` hold for ``alg``, after one refresh if
+    none or several are held now; :class:`UnknownKey` if the choice stays ambiguous (``kid`` is a SHOULD, §9.1)."""
+    if keys.sole_kid(alg) is None:
+        with contextlib.suppress(UnknownKey):
+            keys.fetch_key(_NO_KEY_HAS_THIS_KID)
+    return _sole_or_refuse(keys, alg)
+
+
+async def afind_sole_kid(keys: KeySource, alg: str) -> str:
+    """Like :func:`find_sole_kid`; a refresh, if one is needed, is awaited."""
+    if keys.sole_kid(alg) is None:
+        with contextlib.suppress(UnknownKey):
+            await keys.afetch_key(_NO_KEY_HAS_THIS_KID)
+    return _sole_or_refuse(keys, alg)
 
 
 class StaticKeySource:

@@ -30,7 +30,7 @@ from txtoken.errors import (
 )
 from txtoken.jws import DEFAULT_MAX_TOKEN_SIZE, CompactJws, parse_jws, verify_jws
 from txtoken.keys import ALGORITHMS, KeySet, VerificationKey
-from txtoken.keysource import KeySource, key_source, kid_for
+from txtoken.keysource import KeySource, afind_sole_kid, find_sole_kid, key_source
 
 __all__ = ["DEFAULT_LEEWAY", "DEFAULT_MAX_LIFETIME", "TxnTokenVerifier", "VerifiedTokenCache", "VerifiedTxnToken"]
 
@@ -216,7 +216,7 @@ class TxnTokenVerifier:
             if cached is not None:
                 return cached
         jws = self._parse(token)
-        kid = kid_for(self.keys, jws.header.kid, jws.header.alg)
+        kid = jws.header.kid or find_sole_kid(self.keys, jws.header.alg)
         key = self.keys.cached_key(kid) or self.keys.fetch_key(kid)
         return self._finish(token, jws, key)
 
@@ -227,7 +227,7 @@ class TxnTokenVerifier:
             if cached is not None:
                 return cached
         jws = self._parse(token)
-        kid = kid_for(self.keys, jws.header.kid, jws.header.alg)
+        kid = jws.header.kid or await afind_sole_kid(self.keys, jws.header.alg)
         key = self.keys.cached_key(kid) or await self.keys.afetch_key(kid)
         return self._finish(token, jws, key)
 

@@ -125,6 +125,36 @@ def test_every_key_source_names_its_sole_key(
     assert store_source.sole_kid("ES256") == es256.kid
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_token_without_kid_makes_a_remote_source_fetch_within_its_throttle(
+    es256: SigningKey, serve: Callable[..., RunningServer], mode: str
+) -> None:
+    """The first token a verifier sees may have no kid: the remote source fetches then; while the choice stays
+    ambiguous, further tokens without kid refresh at most once per ``min_refresh_interval``."""
+    endpoint, server = _endpoint(serve, es256)
+    mono = FakeClock(0)
+    v = verifier(_remote(server, mono))
+
+    async def check(tok: str) -> str:
+        return (v.verify(tok) if mode == "sync" else await v.averify(tok)).kid
+
+    assert await check(_no_kid(es256)) == es256.kid
+    assert endpoint.requests == 1
+    endpoint.document = KeySet(es256).rotate(SigningKey.generate("ES256"), overlap=60).public_jwks()
+    mono.advance(60)  # the TTL is over: the next lookup refetches, and finds two ES256 keys
+    assert await check(token(es256)) == es256.kid
+    assert endpoint.requests == 2
+    for _ in range(20):
+        with pytest.raises(UnknownKey):
+            await check(_no_kid(es256))
+    assert endpoint.requests == 2
+    mono.advance(10)
+    with pytest.raises(UnknownKey):
+        await check(_no_kid(es256))
+    assert endpoint.requests == 3
+
+
 def test_signed_elsewhere_without_kid_and_with_every_relaxation(es256: SigningKey) -> None:
     """The three shapes together, as another JOSE stack may produce them."""
     payload = claims(aud=[TRUST_DOMAIN], iat=NOW + 0.5, exp=NOW + 60.5)

@@ -21,7 +21,7 @@ from txtoken.errors import (
     TypMismatch,
 )
 from txtoken.jws import CompactJws, b64url_decode, parse_jws, typ_matches, verify_jws
-from txtoken.keysource import KeySource, kid_for
+from txtoken.keysource import KeySource, afind_sole_kid
 
 __all__ = ["NO_TYP", "JwtRules", "claims_match", "peek_claims", "verify_jwt"]
 
@@ -108,7 +108,7 @@ async def verify_jwt(
     typ = jws.header.typ
     if not (typ is None and NO_TYP in rules.typs) and not any(typ_matches(typ, t) for t in rules.typs if t):
         raise TypMismatch("typ is not accepted for this kind of token")
-    kid = kid_for(keys, jws.header.kid, jws.header.alg)
+    kid = jws.header.kid or await afind_sole_kid(keys, jws.header.alg)
     key = keys.cached_key(kid) or await keys.afetch_key(kid)
     claims = verify_jws(jws, key)
     _check_types(claims, rules.required)
