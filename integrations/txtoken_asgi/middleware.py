@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from txtoken import telemetry
 from txtoken.carrier import carried_token
 from txtoken.claims import HTTP_HEADER
 from txtoken.context import current_transaction, use_transaction
@@ -74,7 +75,16 @@ class TxnTokenMiddleware:
                     query_string=scope.get("query_string", b"").decode("latin-1"),
                 )
         except TxTokenError as exc:
-            logger.info("refused a Txn-Token: status=%s code=%s", exc.http_status, exc.code)
+            method = scope.get("method", "GET")
+            logger.info(
+                "refused a Txn-Token: %s %r status=%s code=%s",
+                method,
+                path,
+                exc.http_status,
+                exc.code,
+                extra={"method": method, "path": path, "status": exc.http_status, "code": exc.code},
+            )
+            telemetry.refusal("http", exc.code)
             await _refuse(scope, receive, send, exc)
             return
         scope["txtoken"] = txn

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from txtoken import telemetry
 from txtoken.carrier import carried_token
 from txtoken.claims import GRPC_METADATA_KEY
 from txtoken.errors import BindingMismatch, TokenMalformed, TxTokenError
@@ -43,6 +44,7 @@ class Admission:
 
     txn: VerifiedTxnToken
     match: RouteMatch | None
+    method: str
 
     @property
     def binds_messages(self) -> bool:
@@ -72,7 +74,7 @@ class Gate:
 
     def _authorize(self, method: str, txn: VerifiedTxnToken) -> Admission:
         match = None if self.policy is None else self.policy.authorize_grpc(txn, method=method)
-        return Admission(txn, match)
+        return Admission(txn, match, method)
 
     def check_message(self, admission: Admission, message: Any) -> None:
         if self.policy is None or admission.match is None or not admission.binds_messages:
@@ -100,7 +102,14 @@ def _token(metadata: Sequence[Any] | None) -> str:
     return carried_token(values, carrier=f"{GRPC_METADATA_KEY} metadata")
 
 
-def refusal(exc: TxTokenError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
+def refusal(exc: TxTokenError, method: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
     """Status, details and trailing metadata for a refusal; the details start with the stable code."""
-    logger.info("refused a Txn-Token: status=%s code=%s", exc.grpc_status, exc.code)
+    logger.info(
+        "refused a Txn-Token: %s status=%s code=%s",
+        method,
+        exc.grpc_status,
+        exc.code,
+        extra={"method": method, "status": exc.grpc_status, "code": exc.code},
+    )
+    telemetry.refusal("grpc", exc.code)
     return grpc.StatusCode[exc.grpc_status], str(exc), ((ERROR_METADATA_KEY, exc.code),)

@@ -3,7 +3,8 @@
 - ``POST /token``: the RFC 8693 profile of §11 (see :mod:`txtoken.service.exchange`);
 - ``GET /.well-known/jwks.json``: the public keys (active and those still in their rotation overlap);
 - ``GET /.well-known/oauth-authorization-server`` (alias ``/.well-known/txn-token-service``): the metadata;
-- ``GET /healthz`` (the process answers) and ``GET /readyz`` (the signing keys are loaded).
+- ``GET /healthz`` (the process answers) and ``GET /readyz`` (the signing keys are loaded);
+- ``GET /metrics``: Prometheus text, when ``metrics.enabled`` (see :mod:`txtoken.service.metrics`).
 """
 
 from __future__ import annotations
@@ -88,6 +89,20 @@ def _oauth_error(exc: TokenServiceError, request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
 
+def _server_error(exc: Exception) -> JSONResponse:
+    """A bug: answer without details, log without the request."""
+    logger.error("token endpoint failed: %s", type(exc).__name__)
+    return JSONResponse({"error": "server_error"}, status_code=500, headers=_NO_STORE)
+
+
+def _log_refusal(request: Request, exc: TokenServiceError) -> None:
+    method, path = request.method, request.url.path
+    fields = {"method": method, "path": path, "status": exc.http_status, "code": exc.code}
+    logger.info(
+        "refused a token request: %s %s status=%s code=%s", method, path, exc.http_status, exc.code, extra=fields
+    )
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -127,6 +142,12 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
             if content_type != _FORM_TYPE:
                 raise InvalidRequest(f"the request must be {_FORM_TYPE}")
             body = await _read_body(request, settings.max_request_size)
+        except TokenServiceError as exc:  # refused before the exchange, so before its audit record
+            _log_refusal(request, exc)
+            return _oauth_error(exc, request)
+        except Exception as exc:
+            return _server_error(exc)
+        try:
             headers: dict[str, list[str]] = {}
             for name, value in request.headers.items():
                 headers.setdefault(name.lower(), []).append(value)
@@ -134,9 +155,8 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
             issued = await tts.exchange.exchange(body, headers, peer)
         except TokenServiceError as exc:
             return _oauth_error(exc, request)
-        except Exception as exc:  # a bug: answer without details, log without the request
-            logger.error("token endpoint failed: %s", type(exc).__name__)
-            return JSONResponse({"error": "server_error"}, status_code=500, headers=_NO_STORE)
+        except Exception as exc:
+            return _server_error(exc)
         return _success(issued)
 
     async def jwks(request: Request) -> Response:
@@ -169,18 +189,31 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    routes: list[Route] = []
+    metrics = None
+    if settings.metrics.enabled:
+        from txtoken.service.metrics import PrometheusMetrics
+
+        metrics = PrometheusMetrics()
+        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if metrics is not None:
+            metrics.start()
         if freeze_gc:
             gc.collect()
             gc.freeze()
         try:
             yield
         finally:
+            if metrics is not None:
+                metrics.stop()
             await tts.profiles.aclose()
 
     return Starlette(
         routes=[
+            *routes,
             Route("/token", token, methods=["POST"]),
             Route("/.well-known/jwks.json", jwks, methods=["GET"]),
             Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
