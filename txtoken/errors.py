@@ -16,7 +16,7 @@ contain a token.
     ├── AccessDenied                      403  PERMISSION_DENIED
     │   ├── InsufficientScope
     │   └── BindingMismatch
-    ├── NoTransaction                     500  INTERNAL          (no current Txn-Token where one is needed)
+    ├── NoTransaction                     401  UNAUTHENTICATED   (no current Txn-Token where one is needed)
     ├── KeysUnavailable                   503  UNAVAILABLE
     ├── CredentialUnavailable             503  UNAVAILABLE
     ├── ReplayStoreUnavailable            503  UNAVAILABLE       (a single-use check cannot be made)
@@ -186,9 +186,15 @@ class BindingMismatch(AccessDenied):
 
 
 class NoTransaction(TxTokenError):
-    """Code that needs the current Txn-Token ran outside a transaction."""
+    """Code that needs the current Txn-Token ran outside a transaction.
+
+    Raised while serving a request (a handler on a path exempt from verification), it means the request established
+    no transaction: 401, as for a missing token.
+    """
 
     code = "no_transaction"
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
 
 
 # --- something txtoken depends on is down (503 / UNAVAILABLE) ---------------------------------------------------------
