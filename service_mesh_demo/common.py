@@ -30,6 +30,7 @@ class DemoEnv:
     data_dir: Path
     urls: dict[str, str]
     workload_id: str | None
+    log_level: str = "info"
 
     @classmethod
     def load(cls) -> DemoEnv:
@@ -47,6 +48,7 @@ class DemoEnv:
             data_dir=Path(env["DEMO_DATA_DIR"]),
             urls=urls,
             workload_id=env.get("DEMO_WORKLOAD_ID"),
+            log_level=env.get("DEMO_LOG_LEVEL", "info"),
         )
 
     @property
@@ -75,7 +77,7 @@ class DemoEnv:
 
 def configure_logging(env: DemoEnv) -> None:
     """One line per event, prefixed with the service; httpx's per-request lines are left out."""
-    logging.basicConfig(level=logging.INFO, format=f"{env.service}: %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=env.log_level.upper(), format=f"{env.service}: %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
