@@ -42,4 +42,5 @@ def test_subject_token_and_client_assertion_without_kid_are_accepted(tts: Tts) -
         "JWT",
     )
     verified = tts.verifier().verify(tts.issue(subject_token=access_token, client_assertion=assertion))
-    assert (verified.sub, verified.req_wl) == ("alice", GATEWAY)
+    with_kid = tts.verifier().verify(tts.issue(subject_token=tts.platform.access_token(sub="alice")))
+    assert (verified.sub, verified.req_wl) == (with_kid.sub, GATEWAY)
