@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -9,14 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.responses import JSONResponse
 
 from service_mesh_demo.topology import TTS_IDENTIFIER
 from txtoken.client import AsyncTokenServiceClient
 from txtoken.credentials import CredentialSource, EnvCredentialSource, FileCredentialSource
+from txtoken.errors import KeysUnavailable
 from txtoken.keysource import RemoteJwksKeySource
 from txtoken.verify import TxnTokenVerifier
 
-__all__ = ["DemoEnv", "configure_logging", "serve_http"]
+__all__ = ["DemoEnv", "configure_logging", "prefetch_keys", "readiness", "serve_http"]
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,32 @@ class DemoEnv:
             f"{self.urls['tts']}/token", credential=self.credential(), trust_domain=self.trust_domain, allow_http=True
         )
 
-    def verifier(self) -> TxnTokenVerifier:
-        """Verifies with the TTS's published keys (plain http inside the demo's network only: https in production)."""
-        keys = RemoteJwksKeySource(f"{self.urls['tts']}/.well-known/jwks.json", allow_http=True)
-        return TxnTokenVerifier(keys, trust_domain=self.trust_domain, issuer=TTS_IDENTIFIER)
+    def tts_keys(self) -> RemoteJwksKeySource:
+        """The TTS's published keys (plain http inside the demo's network only: https in production)."""
+        return RemoteJwksKeySource(f"{self.urls['tts']}/.well-known/jwks.json", allow_http=True)
+
+    def verifier(self, keys: RemoteJwksKeySource | None = None) -> TxnTokenVerifier:
+        """Verifies Txn-Tokens with ``keys`` (default: the TTS's published keys)."""
+        return TxnTokenVerifier(keys or self.tts_keys(), trust_domain=self.trust_domain, issuer=TTS_IDENTIFIER)
+
+
+async def prefetch_keys(keys: RemoteJwksKeySource) -> None:
+    """Fetch the TTS's keys before taking traffic; if the TTS is not up yet, the key source keeps retrying and
+    :func:`readiness` answers 503 until it has them."""
+    try:
+        await keys.aprefetch()
+    except KeysUnavailable as exc:
+        logging.getLogger("service_mesh_demo").warning("starting without the TTS's keys: %s", exc.message)
+
+
+async def readiness(keys: RemoteJwksKeySource) -> JSONResponse:
+    """``/healthz`` of a service that verifies: ready once it holds the TTS's keys (each probe until then fetches)."""
+    if not keys.ready():
+        with contextlib.suppress(KeysUnavailable):
+            await keys.aprefetch()
+    if keys.ready():
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "waiting for the TTS's keys"}, status_code=503)
 
 
 def configure_logging(env: DemoEnv) -> None:

@@ -1,0 +1,31 @@
+"""Why a call was refused, in plain words: one sentence per stable error code, for the runner and the viewer alike.
+
+Every hop report of a refusal carries its reason (``Hop.reason``); the runner prints it under the table and the
+viewer under the refused arrow.
+"""
+
+from __future__ import annotations
+
+__all__ = ["REASONS", "reason_for"]
+
+REASONS = {
+    "token_missing": "No Txn-Token came with the call: nothing inside the mesh answers without one.",
+    "token_malformed": "What came as a Txn-Token is not a well-formed signed token.",
+    "signature_invalid": "The signature does not verify with the TTS's published key: the TTS did not sign this.",
+    "kid_unknown": "The token names a signing key the TTS never published.",
+    "token_expired": "The token's short lifetime is over: a captured Txn-Token stops working within minutes.",
+    "token_not_yet_valid": "The token claims to be issued in the future.",
+    "aud_invalid": "The token is for another trust domain.",
+    "binding_mismatch": "The token is genuine but signed for another request: its context does not match this one.",
+    "insufficient_scope": "The token's scope does not cover this call.",
+    "invalid_scope": "The TTS never widens a transaction's scope: the user did not grant what was asked for.",
+    "invalid_client": "The TTS did not recognise the workload that asked.",
+    "unauthorized_client": "This workload may not ask the TTS for that.",
+    "access_denied": "The service's policy refuses this call.",
+    "invalid_token": "The gateway needs a valid access token of the demo's IdP.",
+}
+
+
+def reason_for(code: str) -> str:
+    """The plain-language reason for a refusal with ``code`` (a generic one for a code without its own)."""
+    return REASONS.get(code, f"Refused with the stable error code {code}.")
