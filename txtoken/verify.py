@@ -248,7 +248,7 @@ class TxnTokenVerifier:
         return self._finish(token, jws, key)
 
     def _parse(self, token: str) -> CompactJws:
-        jws = parse_jws(token, algorithms=self._algorithms, max_size=self._max_token_size)
+        jws = parse_jws(token, algorithms=self._algorithms, max_size=self._max_token_size, require_kid=False)
         if jws.header.media_type not in self._media_types:
             raise TypMismatch(f"typ must be {TXN_TOKEN_TYP}")
         return jws

@@ -12,10 +12,11 @@ import pytest
 
 from txtoken import JwksFileKeySource, KeySet, SigningKey, StaticKeySource
 from txtoken.errors import ClaimInvalid, SignatureInvalid, TokenExpired, TokenMalformed, TokenNotYetValid, UnknownKey
+from txtoken.jws import parse_jws
 from txtoken.service.keystore import KeyStore, KeyStoreKeySource
 
 from ..conftest import RunningServer
-from .conftest import NOW, TRUST_DOMAIN, FakeClock, claims, header, rejected, sign, token, verifier
+from .conftest import NOW, TRUST_DOMAIN, FakeClock, claims, header, raises_exactly, rejected, sign, token, verifier
 from .test_keysource import _endpoint, _remote
 
 # --- aud ------------------------------------------------------------------------------------------------------------
@@ -160,3 +161,10 @@ def test_signed_elsewhere_without_kid_and_with_every_relaxation(es256: SigningKe
     payload = claims(aud=[TRUST_DOMAIN], iat=NOW + 0.5, exp=NOW + 60.5)
     verified = verifier(es256).verify(sign({"alg": "ES256", "typ": "txntoken+jwt"}, payload, es256))
     assert (verified.kid, verified.claims.aud, verified.claims.exp) == (es256.kid, TRUST_DOMAIN, NOW + 60.5)
+
+
+def test_parse_jws_requires_a_kid_unless_its_caller_picks_the_key(es256: SigningKey) -> None:
+    """Only callers that choose the key themselves (the Txn-Token verifier, the TTS's JWT checks) accept no kid."""
+    tok = _no_kid(es256)
+    raises_exactly(TokenMalformed, "token_malformed", lambda: parse_jws(tok, algorithms=frozenset({"ES256"})))
+    assert parse_jws(tok, algorithms=frozenset({"ES256"}), require_kid=False).header.kid == ""

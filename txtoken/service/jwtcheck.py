@@ -116,7 +116,7 @@ async def verify_jwt(
 
     Raises a :class:`~txtoken.errors.TokenRejected` subclass, or ``KeysUnavailable`` if the keys cannot be had.
     """
-    jws = parse_jws(token, algorithms=algorithms) if isinstance(token, str) else token
+    jws = parse_jws(token, algorithms=algorithms, require_kid=False) if isinstance(token, str) else token
     if jws.header.alg not in algorithms:
         raise TokenMalformed("algorithm not allowed")
     typ = jws.header.typ
