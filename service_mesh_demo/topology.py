@@ -63,7 +63,7 @@ def _workload(name: str) -> str:
 SERVICES: tuple[Service, ...] = (
     Service("platform", "service_mesh_demo.platform", 9, "http"),
     Service("idp", "service_mesh_demo.idp", 1, "http", published=True),
-    Service("tts", "service_mesh_demo.tts", 2, "http", needs=("platform",)),
+    Service("tts", "service_mesh_demo.tts", 2, "http", needs=("platform", "idp")),  # it reads the IdP's JWKS file
     Service(
         "payments", "service_mesh_demo.payments", 5, "http", needs=("tts", "gateway"), workload_id=_workload("payments")
     ),
