@@ -1,4 +1,4 @@
-"""The ``txtoken`` command: keygen, keys rotate, mint, verify, serve, and the demo."""
+"""The ``txtoken`` command: keygen, keys rotate, mint, verify, serve, wimse, and the demo."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from txtoken.keys import ALGORITHMS, KeySet
 from txtoken.keysource import JwksFileKeySource, KeySource, RemoteJwksKeySource
 from txtoken.mint import TxnTokenMinter
 from txtoken.verify import DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, TxnTokenVerifier
+from txtoken.wimse.cli import add_wimse_parser
 
 __all__ = ["main"]
 
@@ -215,6 +216,8 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--overlap", type=int, help="seconds the old key stays published (default 1800)")
     rotate.add_argument("--alg", choices=ALGORITHMS, help="algorithm of the new key (default: the current one's)")
     rotate.set_defaults(run=_keys_rotate)
+
+    add_wimse_parser(sub)
 
     demo = sub.add_parser("demo", help="run the demo service mesh (txtoken demo --help)", add_help=False)
     demo.set_defaults(run=_demo)
