@@ -37,6 +37,7 @@ __all__ = [
     "WitIssuer",
     "WitVerifier",
     "proof_jwk",
+    "public_proof_key",
 ]
 
 #: JOSE ``typ`` of a WIT; media type ``application/wit+jwt``.
@@ -76,22 +77,32 @@ class VerifiedWit:
         return f"VerifiedWit(workload={self.workload!r}, expires_at={self.expires_at})"
 
 
-def _cnf_key(claims: Mapping[str, Any], algorithms: frozenset[str]) -> tuple[VerificationKey, str]:
-    cnf = claims.get("cnf")
-    jwk = cnf.get("jwk") if isinstance(cnf, dict) else None
+def public_proof_key(
+    jwk: object, algorithms: Iterable[str] = ALGORITHMS, *, what: str = "the jwk"
+) -> tuple[VerificationKey, str]:
+    """A workload's proof-of-possession key from a public JWK that names its ``alg``, and that ``alg``.
+
+    Refused (:class:`~txtoken.errors.WitKeyInvalid`): not a JWK object, private members, no ``alg``, an ``alg``
+    outside ``algorithms`` (never ``none``, symmetric or encryption algorithms), or a key that does not fit it.
+    """
     if not isinstance(jwk, dict):
-        raise WitKeyInvalid("cnf.jwk is missing")
+        raise WitKeyInvalid(f"{what} is missing")
     if _PRIVATE_MEMBERS & jwk.keys():
-        raise WitKeyInvalid("cnf.jwk carries private key members")
+        raise WitKeyInvalid(f"{what} carries private key members")
     alg = jwk.get("alg")
     if not isinstance(alg, str):
-        raise WitKeyInvalid("cnf.jwk has no alg")
+        raise WitKeyInvalid(f"{what} has no alg")
     if alg not in algorithms:
-        raise WitKeyInvalid("cnf.jwk.alg is not an allowed asymmetric signature algorithm")
+        raise WitKeyInvalid(f"{what}.alg is not an allowed asymmetric signature algorithm")
     try:
         return VerificationKey.from_jwk(jwk), alg
     except ConfigurationError:
-        raise WitKeyInvalid("cnf.jwk is not a usable key for its alg") from None
+        raise WitKeyInvalid(f"{what} is not a usable key for its alg") from None
+
+
+def _cnf_key(claims: Mapping[str, Any], algorithms: frozenset[str]) -> tuple[VerificationKey, str]:
+    cnf = claims.get("cnf")
+    return public_proof_key(cnf.get("jwk") if isinstance(cnf, dict) else None, algorithms, what="cnf.jwk")
 
 
 class WitVerifier:
