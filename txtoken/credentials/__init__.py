@@ -2,8 +2,8 @@
 
 One interface, :class:`CredentialSource`, and one source per delivery pattern of the Workload Identity Practices
 draft: an environment variable, a file, a local API (the SPIFFE Workload API, a cloud metadata service), a CI/CD
-OIDC token, or a key pair that signs its own client assertion; and the workload's WIMSE identity (a WIT and its key). See
-``docs/credentials.md``.
+OIDC token, or a key pair that signs its own client assertion; and the workload's WIMSE identity (a WIT and its
+key). See ``docs/credentials.md``.
 """
 
 from txtoken.credentials._cache import DEFAULT_REFRESH_MARGIN
