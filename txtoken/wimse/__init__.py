@@ -6,6 +6,15 @@ receiver verifies the WIT, then the WPT, then the Txn-Token. See ``docs/wimse.md
 """
 
 from txtoken.wimse._hash import token_hash
+from txtoken.wimse.binding import (
+    WIT_HEADER,
+    WIT_METADATA_KEY,
+    WPT_HEADER,
+    WPT_METADATA_KEY,
+    access_token,
+    grpc_audience,
+    http_audiences,
+)
 from txtoken.wimse.caller import CallerVerifier, VerifiedCaller
 from txtoken.wimse.identifier import CallerPattern, check_workload_identifier
 from txtoken.wimse.wit import WIT_TYP, VerifiedWit, WitIssuer, WitVerifier, proof_jwk
@@ -19,14 +28,6 @@ from txtoken.wimse.wpt import (
     create_wpt,
     target_uri,
 )
-
-#: HTTP header carrying the caller's WIT (workload-creds §5.1.1).
-WIT_HEADER = "Workload-Identity-Token"
-#: HTTP header carrying the request's WPT (wpt §2).
-WPT_HEADER = "Workload-Proof-Token"
-#: gRPC metadata keys (no standard gRPC binding exists; lowercase forms of the HTTP headers).
-WIT_METADATA_KEY = "workload-identity-token"
-WPT_METADATA_KEY = "workload-proof-token"
 
 __all__ = [
     "DEFAULT_WPT_LEEWAY",
@@ -43,6 +44,9 @@ __all__ = [
     "VerifiedCaller",
     "VerifiedWit",
     "VerifiedWpt",
+    "access_token",
+    "grpc_audience",
+    "http_audiences",
     "WitIssuer",
     "WitVerifier",
     "WptVerifier",

@@ -161,7 +161,7 @@ class WptVerifier:
         self.replay_store: ReplayStore = replay_store if replay_store is not None else MemoryReplayStore(clock=clock)
         self._max_lifetime = max_lifetime
         self._leeway = leeway
-        self._other_headers = frozenset(name.lower() for name in other_token_headers)
+        self.other_token_headers = frozenset(name.lower() for name in other_token_headers)
         self._max_token_size = max_token_size
         self._clock = clock
 
@@ -286,7 +286,7 @@ class WptVerifier:
             raise WptOtherTokenInvalid("the WPT's oth is not a JSON object")
         sent = {name.lower(): value for name, value in other_tokens.items()}
         for name, claimed in oth.items():
-            if name not in self._other_headers:
+            if name not in self.other_token_headers:
                 raise WptOtherTokenInvalid("the WPT's oth has an entry this receiver does not know")
             value = sent.get(name)
             if value is None or not _hash_matches(claimed, value.strip()):
