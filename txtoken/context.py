@@ -22,16 +22,24 @@ _current: ContextVar[VerifiedTxnToken | None] = ContextVar("txtoken_current_tran
 _caller: ContextVar[VerifiedCaller | None] = ContextVar("txtoken_current_caller", default=None)
 
 
+class _Keep:
+    """The default of :class:`use_transaction`'s ``caller``: the current caller stays."""
+
+
+_KEEP = _Keep()
+
+
 class use_transaction:  # lowercase like contextlib.suppress: callers use it as a function
-    """Make ``txn`` the current transaction (and ``caller`` the current caller) inside the ``with`` block; the
-    previous ones are current again after it.
+    """Make ``txn`` the current transaction (and ``caller`` the current caller; by default the caller stays as it
+    is, as when a handler switches to a replacement token) inside the ``with`` block; the previous ones are current
+    again after it.
 
     A class rather than a generator-based context manager: it runs around every request and message.
     """
 
     __slots__ = ("_caller", "_previous", "_previous_caller", "_reset", "_reset_caller", "_txn")
 
-    def __init__(self, txn: VerifiedTxnToken | None, caller: VerifiedCaller | None = None) -> None:
+    def __init__(self, txn: VerifiedTxnToken | None, caller: VerifiedCaller | None | _Keep = _KEEP) -> None:
         self._txn = txn
         self._caller = caller
 
@@ -39,7 +47,8 @@ class use_transaction:  # lowercase like contextlib.suppress: callers use it as 
         self._previous = _current.get()
         self._previous_caller = _caller.get()
         self._reset = _current.set(self._txn)
-        self._reset_caller = _caller.set(self._caller)
+        caller = self._caller
+        self._reset_caller = _caller.set(self._previous_caller if isinstance(caller, _Keep) else caller)
         return self._txn
 
     def __exit__(self, *exc_info: object) -> None:

@@ -6,8 +6,10 @@ replicas that see the same ``jti`` at the same moment cannot both accept it. Red
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -31,6 +33,8 @@ class RedisReplayStore:
     """A :class:`~txtoken.replay.ReplayStore` in Redis, for sync (``first_use``) and asyncio (``afirst_use``) callers.
 
     Give ``url`` (``redis://host:6379/0``, ``rediss://`` for TLS) or ready clients. Keys are stored under ``prefix``.
+    An asyncio client is bound to its event loop: from a ``url``, each loop gets its own, closed by :meth:`aclose`
+    on that loop (an application's shutdown).
     When Redis cannot be reached within ``timeout`` seconds the check fails closed with
     :class:`~txtoken.errors.ReplayStoreUnavailable` (503); ``fail_open=True`` accepts the identifier instead, which
     gives up replay protection while Redis is down: only for deployments that prefer availability.
@@ -57,6 +61,9 @@ class RedisReplayStore:
         self._timeout = timeout
         self._client = client
         self._async_client = async_client
+        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
         self._prefix = prefix
         self._fail_open = fail_open
         self._clock = clock
@@ -74,15 +81,19 @@ class RedisReplayStore:
         return self._client
 
     def _async(self) -> redis.asyncio.Redis:
-        if self._async_client is None:
+        if self._async_client is not None:
+            return self._async_client
+        if self._url is None:
+            raise ConfigurationError("RedisReplayStore has only a sync client; give a url or an async_client")
+        loop = asyncio.get_running_loop()
+        client = self._loop_clients.get(loop)
+        if client is None:
             import redis.asyncio
 
-            if self._url is None:
-                raise ConfigurationError("RedisReplayStore has only a sync client; give a url or an async_client")
-            self._async_client = redis.asyncio.Redis.from_url(
+            client = self._loop_clients[loop] = redis.asyncio.Redis.from_url(
                 self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
             )
-        return self._async_client
+        return client
 
     def _ttl_ms(self, expires_at: float) -> int:
         return max(1, math.ceil((expires_at - self._clock()) * 1000))
@@ -112,6 +123,7 @@ class RedisReplayStore:
             self._client.close()
 
     async def aclose(self) -> None:
-        """Close the asyncio client's connections."""
-        if self._async_client is not None:
-            await self._async_client.aclose()
+        """Close the asyncio client's connections (the running loop's, for a store made from a url)."""
+        client = self._async_client or self._loop_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
