@@ -60,6 +60,8 @@ DEFAULT_WPT_MAX_LIFETIME = 60
 #: Clock-skew leeway for a WPT, in seconds: small, since a WPT lives for seconds.
 DEFAULT_WPT_LEEWAY = 5
 _DEFAULT_PORTS = {"https": 443, "http": 80}
+#: A longer ``jti`` is refused (128 random bits take 22 characters); it keeps replay-store keys small.
+MAX_JTI_LENGTH = 256
 
 
 def target_uri(uri: str) -> str | None:
@@ -121,7 +123,7 @@ class VerifiedWpt:
 
     def __init__(self, token: str, claims: Mapping[str, Any]) -> None:
         self.token = token
-        self.claims: Mapping[str, Any] = MappingProxyType(dict(claims))
+        self.claims: Mapping[str, Any] = MappingProxyType(claims)  # the verifier's own parsed copy
         self.jti: str = claims["jti"]
 
     def __repr__(self) -> str:
@@ -212,12 +214,16 @@ class WptVerifier:
         jti = claims.get("jti")
         if type(jti) is not str or not jti:
             raise WptRejected("the WPT's jti is missing")
-        if not _hash_matches(claims.get("wth"), wit.token):
+        if len(jti) > MAX_JTI_LENGTH:
+            raise WptRejected(f"the WPT's jti is longer than {MAX_JTI_LENGTH} characters")
+        wth = claims.get("wth")
+        if not isinstance(wth, str) or not hmac.compare_digest(wth.encode("ascii", "replace"), wit.wth.encode("ascii")):
             raise WptWitHashMismatch("the WPT's wth does not match the WIT sent")
         self._check_bound("tth", claims, txn_token, WptTxnTokenHashMismatch, "Txn-Token")
         self._check_bound("ath", claims, access_token, WptAccessTokenHashMismatch, "access token")
         self._check_other(claims.get("oth"), other_tokens or {})
-        return claims, f"wpt:{token_hash(wit.workload + chr(10) + jti)}", expires
+        # Namespaced by the caller: one workload's jti values cannot collide with (or pre-empt) another's.
+        return claims, f"wpt:{jti} {wit.workload}", expires
 
     def _signed_claims(self, token: str, wit: VerifiedWit) -> dict[str, Any]:
         jws: CompactJws
@@ -242,7 +248,10 @@ class WptVerifier:
 
     @staticmethod
     def _check_audience(aud: object, audience: str | Collection[str]) -> None:
-        accepted = {target_uri(a) for a in ([audience] if isinstance(audience, str) else audience)} - {None}
+        targets = [audience] if isinstance(audience, str) else audience
+        if isinstance(aud, str) and aud in targets:
+            return  # the usual case, exactly the configured spelling: no normalisation needed
+        accepted = {target_uri(a) for a in targets} - {None}
         claimed = aud if isinstance(aud, list) else [aud]
         if not any(isinstance(a, str) and target_uri(a) in accepted for a in claimed):
             raise WptAudienceMismatch("the WPT's aud is not this receiver's target URI")
