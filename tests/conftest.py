@@ -109,3 +109,66 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(str(tmp_path_factory.mktemp("redis")))
     yield server
     server.stop()
+
+
+class Captured:
+    """What txtoken reported to OpenTelemetry during a test: finished spans and metric points."""
+
+    def __init__(self, spans: Any, reader: Any, tracer_provider: Any) -> None:
+        self._spans = spans
+        self._reader = reader
+        self.tracer_provider = tracer_provider
+
+    def spans(self, name: str | None = None) -> list[Any]:
+        """Finished spans (``opentelemetry.sdk.trace.ReadableSpan``), oldest first, optionally of one name."""
+        return [s for s in self._spans.get_finished_spans() if name is None or s.name == name]
+
+    def points(self, metric: str) -> list[tuple[dict[str, Any], Any]]:
+        """``(attributes, point)`` of every data point of ``metric`` collected now (a counter point has ``value``)."""
+        data = self._reader.get_metrics_data()
+        found: list[tuple[dict[str, Any], Any]] = []
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for item in scope.metrics:
+                    if item.name == metric:
+                        found.extend((dict(p.attributes), p) for p in item.data.data_points)
+        return found
+
+    def counts(self, metric: str) -> dict[tuple[tuple[str, Any], ...], int]:
+        """A counter's values by sorted attribute items."""
+        return {tuple(sorted(attrs.items())): point.value for attrs, point in self.points(metric)}
+
+
+@pytest.fixture
+def otel_capture() -> Iterator[Captured]:
+    """txtoken instrumented with the OpenTelemetry SDK's in-memory span exporter and metric reader."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from txtoken import otel
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    otel.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    try:
+        yield Captured(exporter, reader, tracer_provider)
+    finally:
+        otel.uninstrument()
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+
+def assert_no_secret_in(spans: Any, secrets: Any) -> None:
+    """Assert that no attribute or status of ``spans`` holds any of ``secrets`` or a long part of one."""
+    parts = {p for secret in secrets for p in [secret, *secret.split(".")] if len(p) > 20}
+    for span in spans:
+        texts = [str(v) for v in span.attributes.values()] + [span.status.description or "", span.name]
+        for text in texts:
+            for part in parts:
+                assert part not in text, (span.name, text)

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol
 
+from txtoken import telemetry
 from txtoken.context import require_transaction, use_transaction
 from txtoken.errors import ClaimInvalid
 from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
@@ -80,10 +81,11 @@ def augment(
     errors, and :class:`~txtoken.errors.TokenRejected` if the replacement does not verify.
     """
     current = require_transaction()
-    response = client.replace(
-        current.token, scope=scope, request_details=request_details, request_context=request_context
-    )
-    replacement = _accept(current, verifier.verify(response.access_token))
+    with telemetry.operation("replace"):
+        response = client.replace(
+            current.token, scope=scope, request_details=request_details, request_context=request_context
+        )
+        replacement = _accept(current, verifier.verify(response.access_token))
     with use_transaction(replacement):
         yield replacement
 
@@ -99,9 +101,10 @@ async def aaugment(
 ) -> AsyncIterator[VerifiedTxnToken]:
     """:func:`augment` for async code: ``async with aaugment(async_tts_client, verifier, ...)``."""
     current = require_transaction()
-    response = await client.replace(
-        current.token, scope=scope, request_details=request_details, request_context=request_context
-    )
-    replacement = _accept(current, await verifier.averify(response.access_token))
+    with telemetry.operation("replace"):
+        response = await client.replace(
+            current.token, scope=scope, request_details=request_details, request_context=request_context
+        )
+        replacement = _accept(current, await verifier.averify(response.access_token))
     with use_transaction(replacement):
         yield replacement

@@ -14,6 +14,7 @@ import httpx
 from txtoken.errors import ConfigurationError, TxTokenError
 from txtoken.keys import ALGORITHMS, KeySet
 from txtoken.keysource import JwksFileKeySource, KeySource, RemoteJwksKeySource
+from txtoken.logs import LOG_FORMATS, LOG_LEVELS, log_config
 from txtoken.mint import TxnTokenMinter
 from txtoken.verify import DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, TxnTokenVerifier
 from txtoken.wimse.cli import add_wimse_parser
@@ -114,23 +115,65 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.demo_args)
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    """After uvicorn's graceful shutdown it re-raises the signal; a SIGTERM then ends the process with status 0."""
+    raise SystemExit(0)
+
+
+def _tls_options(args: argparse.Namespace) -> dict[str, Any]:
+    if (
+        args.ssl_keyfile
+        and not args.ssl_certfile
+        or (args.ssl_ca_certs or args.ssl_cert_reqs)
+        and not args.ssl_certfile
+    ):
+        raise ConfigurationError("TLS needs --ssl-certfile (with --ssl-keyfile unless the key is in that file)")
+    if args.ssl_cert_reqs in ("optional", "required") and not args.ssl_ca_certs:
+        raise ConfigurationError("--ssl-cert-reqs needs --ssl-ca-certs: the CAs that client certificates chain to")
+    if not args.ssl_certfile:
+        return {}
+    import ssl
+
+    requirement = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+    return {
+        "ssl_certfile": args.ssl_certfile,
+        "ssl_keyfile": args.ssl_keyfile,
+        "ssl_ca_certs": args.ssl_ca_certs,
+        "ssl_cert_reqs": requirement[args.ssl_cert_reqs or "none"],
+    }
+
+
 def _serve(args: argparse.Namespace) -> int:
     import logging
+    import logging.config
+    import os
+    import signal
 
     import uvicorn
 
     from txtoken.service import TokenService, create_app, load_settings
     from txtoken.service.defaults import describe, embedded_settings
+    from txtoken.service.serving import APP_FACTORY, CONFIG_ENV
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.workers < 1:
+        raise ConfigurationError("--workers must be at least 1")
+    if args.metrics and args.workers > 1:
+        raise ConfigurationError("--metrics needs --workers 1: each scrape would reach one worker's counts")
+    tls = _tls_options(args)
+    logging_config = log_config(args.log_level, args.log_format)
+    logging.config.dictConfig(logging_config)
+    if args.metrics:
+        os.environ["TXTOKEN_METRICS__ENABLED"] = "true"
+    if args.config:
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())  # for the worker processes' app factory
     settings = load_settings(args.config) if args.config else embedded_settings()
-    service = TokenService.build(settings)
+    service = TokenService.build(settings)  # in development mode, creates the shared keys once, before any worker
     active = service.keystore.current().active
     log = logging.getLogger("txtoken.service")
     if args.config:
         log.info(
             "txtoken serve: %s mode, config %s, trust domain %s, identifier %s, signing key %s (%s) in %s, "
-            "%d workload(s), %d issuer(s)",
+            "%d workload(s), %d issuer(s), %d worker(s)",
             settings.mode,
             args.config,
             ", ".join(settings.trust_domains),
@@ -140,17 +183,23 @@ def _serve(args: argparse.Namespace) -> int:
             service.keystore.path,
             len(settings.workloads),
             len(settings.issuers),
+            args.workers,
         )
     else:
         log.info("%s", describe(settings, active.kid, active.alg))
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     # proxy_headers off: the peer address must be the socket's, or a forwarded-certificate check could be spoofed.
     uvicorn.run(
-        create_app(service, freeze_gc=True),
+        create_app(service, freeze_gc=True) if args.workers == 1 else APP_FACTORY,
+        factory=args.workers > 1,
         host=args.host,
         port=args.port,
+        workers=args.workers,
         proxy_headers=False,
         access_log=False,
-        log_level="info",
+        log_config=logging_config,
+        log_level=args.log_level,
+        **tls,
     )
     return 0
 
@@ -206,6 +255,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8400)
     serve.add_argument("--config", help="TOML configuration file (default: the embedded development default)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes sharing the keys (default 1)")
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    serve.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="text, or one JSON object a line")
+    serve.add_argument("--metrics", action="store_true", help="serve Prometheus text at /metrics")
+    serve.add_argument("--ssl-certfile", help="serve https with this certificate (PEM, chain after the leaf)")
+    serve.add_argument("--ssl-keyfile", help="the certificate's private key (PEM)")
+    serve.add_argument("--ssl-ca-certs", help="CA certificates (PEM) that client certificates must chain to")
+    serve.add_argument(
+        "--ssl-cert-reqs", choices=("none", "optional", "required"), help="ask clients for a certificate"
+    )
     serve.set_defaults(run=_serve)
 
     keys = sub.add_parser("keys", help="manage the Txn-Token Service's signing keys")

@@ -22,7 +22,7 @@ contain a token.
     │   ├── InsufficientScope
     │   ├── BindingMismatch
     │   └── CallerNotAllowed              (WIMSE: the authenticated caller may not use this route)
-    ├── NoTransaction                     500  INTERNAL          (no current Txn-Token where one is needed)
+    ├── NoTransaction                     401  UNAUTHENTICATED   (no current Txn-Token where one is needed)
     ├── KeysUnavailable                   503  UNAVAILABLE
     ├── CredentialUnavailable             503  UNAVAILABLE
     ├── ReplayStoreUnavailable            503  UNAVAILABLE       (a single-use check cannot be made)
@@ -323,9 +323,15 @@ class CallerNotAllowed(AccessDenied):
 
 
 class NoTransaction(TxTokenError):
-    """Code that needs the current Txn-Token ran outside a transaction."""
+    """Code that needs the current Txn-Token ran outside a transaction.
+
+    Raised while serving a request (a handler on a path exempt from verification), it means the request established
+    no transaction: 401, as for a missing token.
+    """
 
     code = "no_transaction"
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
 
 
 # --- something txtoken depends on is down (503 / UNAVAILABLE) ---------------------------------------------------------

@@ -17,7 +17,8 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
-from txtoken.errors import ConfigurationError, KeysUnavailable, UnknownKey
+from txtoken import telemetry
+from txtoken.errors import ConfigurationError, KeysUnavailable, TxTokenError, UnknownKey
 from txtoken.keys import KeySet, VerificationKey, key_index, load_jwks
 
 __all__ = ["JwksFileKeySource", "KeySource", "RemoteJwksKeySource", "StaticKeySource", "key_source"]
@@ -211,15 +212,17 @@ class RemoteJwksKeySource:
             if self._refresh_due(kid, self._clock()):
                 self._attempted_at = self._clock()
                 self.fetch_count += 1
-                try:
-                    client = self._client or httpx.Client(timeout=self._timeout, follow_redirects=False)
+                with telemetry.operation("jwks_fetch") as outcome:
+                    outcome.annotate("url", self._url)
                     try:
-                        self._store(self._check(client.get(self._url)))
-                    finally:
-                        if self._client is None:
-                            client.close()
-                except (httpx.HTTPError, KeysUnavailable, ConfigurationError):
-                    pass  # keep serving the last good keys until max_stale
+                        client = self._client or httpx.Client(timeout=self._timeout, follow_redirects=False)
+                        try:
+                            self._store(self._check(client.get(self._url)))
+                        finally:
+                            if self._client is None:
+                                client.close()
+                    except (httpx.HTTPError, KeysUnavailable, ConfigurationError) as exc:
+                        outcome.fail(_fetch_error(exc))  # keep serving the last good keys until max_stale
         return self._answer(kid)
 
     async def afetch_key(self, kid: str) -> VerificationKey:
@@ -233,16 +236,24 @@ class RemoteJwksKeySource:
     async def _afetch(self) -> None:
         self.fetch_count += 1
         try:
-            client = self._async_client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
-            try:
-                self._store(self._check(await client.get(self._url)))
-            finally:
-                if self._async_client is None:
-                    await client.aclose()
-        except (httpx.HTTPError, KeysUnavailable, ConfigurationError):
-            pass  # keep serving the last good keys until max_stale
+            with telemetry.operation("jwks_fetch") as outcome:
+                outcome.annotate("url", self._url)
+                try:
+                    client = self._async_client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
+                    try:
+                        self._store(self._check(await client.get(self._url)))
+                    finally:
+                        if self._async_client is None:
+                            await client.aclose()
+                except (httpx.HTTPError, KeysUnavailable, ConfigurationError) as exc:
+                    outcome.fail(_fetch_error(exc))  # keep serving the last good keys until max_stale
         finally:
             self._inflight = None
+
+
+def _fetch_error(exc: Exception) -> str:
+    """A failed fetch's stable code, or the transport error's class name (``ConnectError``); never its message."""
+    return exc.code if isinstance(exc, TxTokenError) else type(exc).__name__
 
 
 def key_source(

@@ -2,8 +2,8 @@
 
 A ``jti`` of a client assertion or of a Workload Proof Token may be used once within its lifetime. A store answers
 ``first_use(key, expires_at)``: ``True`` the first time a key is seen, ``False`` for every later use before
-``expires_at``. A store that cannot answer (full, unreachable) raises :class:`~txtoken.errors.ReplayStoreUnavailable`:
-a replay check never fails open.
+``expires_at`` (reported with :func:`txtoken.telemetry.replay_hit`). A store that cannot answer (full, unreachable)
+raises :class:`~txtoken.errors.ReplayStoreUnavailable`: a replay check never fails open.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from txtoken import telemetry
 from txtoken.errors import ReplayStoreUnavailable
 
 __all__ = ["MemoryReplayStore", "ReplayStore"]
@@ -53,6 +54,7 @@ class MemoryReplayStore:
             self._forget_expired(now)
             known = self._expiry.get(key)
             if known is not None and known > now:
+                telemetry.replay_hit(key)
                 return False
             if len(self._expiry) >= self._max_entries:
                 raise ReplayStoreUnavailable("the replay store is full")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
+from txtoken import telemetry
 from txtoken.claims import TXN_TOKEN_TYP, TxnTokenClaims, check_claims, map_legacy_claims
 from txtoken.errors import (
     AudienceMismatch,
@@ -222,6 +223,21 @@ class TxnTokenVerifier:
 
     def verify(self, token: str) -> VerifiedTxnToken:
         """Verify a Txn-Token; raises a :class:`~txtoken.errors.TokenRejected` subclass or ``KeysUnavailable``."""
+        observer = telemetry.observer
+        if observer is None:
+            return self._verify(token)
+        with observer.operation("verify") as outcome:
+            return _verified(outcome, self._verify(token))
+
+    async def averify(self, token: str) -> VerifiedTxnToken:
+        """Like :meth:`verify`; a key fetch, if one is needed, is awaited."""
+        observer = telemetry.observer
+        if observer is None:
+            return await self._averify(token)
+        with observer.operation("verify") as outcome:
+            return _verified(outcome, await self._averify(token))
+
+    def _verify(self, token: str) -> VerifiedTxnToken:
         if self.cache is not None and len(token) <= self._max_token_size:
             cached = self.cache.get(token)
             if cached is not None:
@@ -230,8 +246,7 @@ class TxnTokenVerifier:
         key = self.keys.cached_key(jws.header.kid) or self.keys.fetch_key(jws.header.kid)
         return self._finish(token, jws, key)
 
-    async def averify(self, token: str) -> VerifiedTxnToken:
-        """Like :meth:`verify`; a key fetch, if one is needed, is awaited."""
+    async def _averify(self, token: str) -> VerifiedTxnToken:
         if self.cache is not None and len(token) <= self._max_token_size:
             cached = self.cache.get(token)
             if cached is not None:
@@ -277,3 +292,9 @@ class TxnTokenVerifier:
             raise ClaimInvalid("exp is not after iat")
         if lifetime > self._max_lifetime:
             raise LifetimeTooLong(f"lifetime {lifetime}s exceeds {self._max_lifetime}s")
+
+
+def _verified(outcome: telemetry.Outcome, verified: VerifiedTxnToken) -> VerifiedTxnToken:
+    outcome.annotate("kid", verified.kid)
+    outcome.annotate("txn", verified.txn)
+    return verified

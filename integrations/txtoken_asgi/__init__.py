@@ -6,9 +6,10 @@
 
 Handlers read the verified transaction with :func:`txtoken.current_transaction`, ``request.state.txn``,
 ``request.scope["txtoken"]``, or ``request.user`` / ``request.auth`` (Starlette's ``@requires`` works on its scopes).
+A test swaps the verifier of an app built elsewhere by setting ``app.state.txtoken_verifier`` (:data:`VERIFIER_STATE`).
 """
 
-from txtoken_asgi.middleware import TxnTokenMiddleware
+from txtoken_asgi.middleware import VERIFIER_STATE, TxnTokenMiddleware, app_verifier
 from txtoken_asgi.user import TxnUser
 
-__all__ = ["TxnTokenMiddleware", "TxnUser"]
+__all__ = ["VERIFIER_STATE", "TxnTokenMiddleware", "TxnUser", "app_verifier"]

@@ -7,12 +7,15 @@ import json
 import logging
 from collections.abc import Iterable
 
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from txtoken import telemetry
 from txtoken.claims import HTTP_HEADER
 from txtoken.context import current_caller, current_transaction, use_transaction
 from txtoken.errors import (
     ConfigurationError,
+    NoTransaction,
     TokenDuplicated,
     TokenMissing,
     TxTokenError,
@@ -25,7 +28,7 @@ from txtoken.verify import TxnTokenVerifier
 from txtoken.wimse import WIT_HEADER, WPT_HEADER, CallerVerifier, VerifiedCaller, access_token, http_audiences
 from txtoken_asgi.user import TxnUser, credentials_for
 
-__all__ = ["TxnTokenMiddleware"]
+__all__ = ["VERIFIER_STATE", "TxnTokenMiddleware", "app_verifier"]
 
 logger = logging.getLogger("txtoken.asgi")
 
@@ -35,6 +38,8 @@ _WPT = WPT_HEADER.lower().encode("latin-1")
 _AUTHORIZATION = b"authorization"
 #: WebSocket close code for a refused handshake where the server cannot send an HTTP response (RFC 6455 §7.4.1).
 POLICY_VIOLATION = 1008
+#: The ``app.state`` attribute that, when set, replaces the verifier the app was built with (for every request).
+VERIFIER_STATE = "txtoken_verifier"
 
 
 class TxnTokenMiddleware:
@@ -43,7 +48,8 @@ class TxnTokenMiddleware:
     - ``verifier``: the hop's :class:`~txtoken.verify.TxnTokenVerifier` (its cache makes repeated tokens cheap).
     - ``policy``: an optional :class:`~txtoken.policy.Policy`; routes are matched on the method (``GET`` for a
       WebSocket handshake) and the path below ``root_path``.
-    - ``exempt_paths``: paths served without a token (health checks); an entry ending in ``*`` is a prefix.
+    - ``exempt_paths``: paths served without a token (health checks); an entry ending in ``*`` is a prefix. A
+      handler there that needs the transaction (``require_transaction``) gets a 401 ``no_transaction`` refusal.
     - ``starlette_auth``: also set ``scope["user"]`` (:class:`TxnUser`) and ``scope["auth"]`` (the token's scopes).
     - ``callers`` (WIMSE): a :class:`~txtoken.wimse.CallerVerifier`; the caller's ``Workload-Identity-Token`` and
       ``Workload-Proof-Token`` are verified before the Txn-Token, the WPT's ``aud`` against ``service_urls`` (this
@@ -51,6 +57,9 @@ class TxnTokenMiddleware:
       ``Host`` header). With ``caller_required`` (the default) every request needs them; without, only requests
       that carry them are checked, and policy rules with ``callers`` require them per route. The caller is
       ``scope["txtoken.caller"]``, ``scope["state"]["caller"]`` and :func:`txtoken.context.current_caller`.
+
+    ``app.state.txtoken_verifier`` (:data:`VERIFIER_STATE`), when set on the Starlette or FastAPI app, is used instead
+    of ``verifier``: how a test swaps the verifier of an app built elsewhere.
 
     A refusal is a JSON body ``{"error": code, "error_description": message}`` with status 401 (plus
     ``WWW-Authenticate``), 403 or 503; a WIT or WPT refusal is status 400 with an RFC 9457 problem-details body
@@ -90,11 +99,11 @@ class TxnTokenMiddleware:
             return
         path = _route_path(scope)
         if path in self._exempt or path.startswith(self._exempt_prefixes):
-            await self.app(scope, receive, send)
+            await _serve_exempt(self.app, scope, receive, send)
             return
         try:
             caller = None if self.callers is None else await self._caller(self.callers, scope)
-            txn = await self.verifier.averify(_token(scope["headers"]))
+            txn = await (app_verifier(scope) or self.verifier).averify(_token(scope["headers"]))
             if self.policy is not None:
                 self.policy.authorize_http(
                     txn,
@@ -104,7 +113,16 @@ class TxnTokenMiddleware:
                     caller=None if caller is None else caller.workload,
                 )
         except TxTokenError as exc:
-            logger.info("refused a Txn-Token: status=%s code=%s", exc.http_status, exc.code)
+            method = scope.get("method", "GET")
+            logger.info(
+                "refused a Txn-Token: %s %r status=%s code=%s",
+                method,
+                path,
+                exc.http_status,
+                exc.code,
+                extra={"method": method, "path": path, "status": exc.http_status, "code": exc.code},
+            )
+            telemetry.refusal("http", exc.code)
             await _refuse(scope, receive, send, exc)
             return
         scope["txtoken"] = txn
@@ -156,6 +174,34 @@ class TxnTokenMiddleware:
         )
 
 
+def app_verifier(scope: Scope) -> TxnTokenVerifier | None:
+    """The verifier set on the app serving ``scope`` (``app.state.txtoken_verifier``), if any."""
+    state = getattr(scope.get("app"), "state", None)
+    return state._state.get(VERIFIER_STATE) if isinstance(state, State) else None
+
+
+async def _serve_exempt(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run ``app`` without a transaction; a handler that needs one gets a refusal instead of a server error."""
+    started = False
+
+    async def tracking_send(message: Message) -> None:
+        nonlocal started
+        started = True
+        await send(message)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except NoTransaction as exc:
+        if started:
+            raise
+        logger.warning(
+            "a handler on a path exempt from Txn-Token verification needs a transaction: path=%r code=%s",
+            _route_path(scope),
+            exc.code,
+        )
+        await _send_refusal(scope, send, exc)
+
+
 def _token(headers: Iterable[tuple[bytes, bytes]]) -> str:
     token = None
     for name, value in headers:
@@ -196,13 +242,19 @@ def _response(exc: TxTokenError) -> tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, exc: TxTokenError) -> None:
+    if scope["type"] == "websocket":
+        message: Message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+    await _send_refusal(scope, send, exc)
+
+
+async def _send_refusal(scope: Scope, send: Send, exc: TxTokenError) -> None:
+    """Answer an HTTP request, or a WebSocket handshake whose ``websocket.connect`` was received, with ``exc``."""
     status, headers, body = _response(exc)
     if scope["type"] == "http":
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        return
-    message: Message = await receive()
-    if message["type"] != "websocket.connect":
         return
     if "websocket.http.response" in (scope.get("extensions") or {}):
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})

@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from txtoken import telemetry
 from txtoken.claims import GRPC_METADATA_KEY
 from txtoken.errors import (
     BindingMismatch,
@@ -62,6 +63,7 @@ class Admission:
 
     txn: VerifiedTxnToken
     match: RouteMatch | None
+    method: str
     caller: VerifiedCaller | None = None
 
     @property
@@ -129,7 +131,7 @@ class Gate:
     def _authorize(self, method: str, txn: VerifiedTxnToken, caller: VerifiedCaller | None) -> Admission:
         workload = None if caller is None else caller.workload
         match = None if self.policy is None else self.policy.authorize_grpc(txn, method=method, caller=workload)
-        return Admission(txn, match, caller)
+        return Admission(txn, match, method, caller)
 
     def check_message(self, admission: Admission, message: Any) -> None:
         if self.policy is None or admission.match is None or not admission.binds_messages:
@@ -161,7 +163,14 @@ def _ascii(value: Any) -> str:
     return str(value)
 
 
-def refusal(exc: TxTokenError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
+def refusal(exc: TxTokenError, method: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
     """Status, details and trailing metadata for a refusal; the details start with the stable code."""
-    logger.info("refused a Txn-Token: status=%s code=%s", exc.grpc_status, exc.code)
+    logger.info(
+        "refused a Txn-Token: %s status=%s code=%s",
+        method,
+        exc.grpc_status,
+        exc.code,
+        extra={"method": method, "status": exc.grpc_status, "code": exc.code},
+    )
+    telemetry.refusal("grpc", exc.code)
     return grpc.StatusCode[exc.grpc_status], str(exc), ((ERROR_METADATA_KEY, exc.code),)

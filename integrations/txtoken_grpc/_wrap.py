@@ -58,8 +58,8 @@ def wrap_handler(handler: Handler, method: str, gate: Gate, *, aio: bool) -> Han
 # -- sync behaviours (sync server; sync handlers on an aio server) -------------------------------------------------
 
 
-def _abort(context: Any, exc: TxTokenError) -> NoReturn:
-    code, details, trailing = refusal(exc)
+def _abort(context: Any, exc: TxTokenError, method: str) -> NoReturn:
+    code, details, trailing = refusal(exc, method)
     context.set_trailing_metadata(trailing)
     context.abort(code, details)
     raise AssertionError("ServicerContext.abort returned")  # pragma: no cover
@@ -69,14 +69,14 @@ def _admit(gate: Gate, method: str, context: Any) -> Admission:
     try:
         return gate.admit(method, context.invocation_metadata())
     except TxTokenError as exc:
-        _abort(context, exc)
+        _abort(context, exc, method)
 
 
 def _check(gate: Gate, admission: Admission, message: Any, context: Any) -> None:
     try:
         gate.check_message(admission, message)
     except TxTokenError as exc:
-        _abort(context, exc)
+        _abort(context, exc, admission.method)
 
 
 def _checked(gate: Gate, admission: Admission, requests: Iterator[Any], context: Any) -> Iterator[Any]:
@@ -135,8 +135,8 @@ def _sync_behavior(
 # -- async behaviours (aio server) ---------------------------------------------------------------------------------
 
 
-async def _aabort(context: Any, exc: TxTokenError) -> NoReturn:
-    code, details, trailing = refusal(exc)
+async def _aabort(context: Any, exc: TxTokenError, method: str) -> NoReturn:
+    code, details, trailing = refusal(exc, method)
     await context.abort(code, details, trailing)
     raise AssertionError("ServicerContext.abort returned")  # pragma: no cover
 
@@ -145,14 +145,14 @@ async def _aadmit(gate: Gate, method: str, context: Any) -> Admission:
     try:
         return await gate.aadmit(method, context.invocation_metadata())
     except TxTokenError as exc:
-        await _aabort(context, exc)
+        await _aabort(context, exc, method)
 
 
 async def _acheck(gate: Gate, admission: Admission, message: Any, context: Any) -> None:
     try:
         gate.check_message(admission, message)
     except TxTokenError as exc:
-        await _aabort(context, exc)
+        await _aabort(context, exc, admission.method)
 
 
 async def _achecked(gate: Gate, admission: Admission, requests: Any, context: Any) -> AsyncIterator[Any]:

@@ -91,7 +91,7 @@ def test_scope_escalation_is_refused_by_the_tts(results: dict[str, StepResult], 
     chain = hops(results["scope escalation at replacement"])
     assert [(h["service"], h["verdict"]) for h in chain] == [("gateway", "invalid_scope"), ("orders", "invalid_scope")]
     audit = mesh.log_tail("tts", lines=200)
-    assert '"outcome":"refused","error":"invalid_scope"' in audit
+    assert 'outcome="refused" error="invalid_scope"' in audit
 
 
 def test_runner_prints_a_table_of_hops(results: dict[str, StepResult]) -> None:

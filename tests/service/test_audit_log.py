@@ -1,4 +1,4 @@
-"""The audit log (one JSON line per issuance and per refusal) and §15.2: no token in any captured log line."""
+"""The audit log (one structured record per issuance and per refusal) and §15.2: no token in any captured log line."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+import httpx
 import pytest
 
 from txtoken.claims import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_UNSIGNED_JSON
@@ -15,9 +16,16 @@ from txtoken.service.audit import AUDIT_LOGGER
 
 from .conftest import GATEWAY, ORDERS, TRUST_DOMAIN, Tts, tamper
 
+_FIELDS = ("outcome", "error", "status", "reason", "txn", "req_wl", "aud", "subject_token_type", "scope")
+
 
 def _audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == AUDIT_LOGGER]
+    """The audit records' ``extra=`` fields (a field a record lacks is absent)."""
+    return [
+        {name: getattr(r, name) for name in (*_FIELDS, "replacement", "token_sha256") if hasattr(r, name)}
+        for r in caplog.records
+        if r.name == AUDIT_LOGGER
+    ]
 
 
 def test_one_audit_line_per_issuance_and_refusal(tts: Tts, caplog: pytest.LogCaptureFixture) -> None:
@@ -30,12 +38,23 @@ def test_one_audit_line_per_issuance_and_refusal(tts: Tts, caplog: pytest.LogCap
     assert issued["txn"] == tts.verifier().verify(token).txn
     assert (issued["req_wl"], issued["aud"], issued["scope"]) == (GATEWAY, TRUST_DOMAIN, "trade.read")
     assert issued["subject_token_type"] == TOKEN_TYPE_ACCESS_TOKEN
-    assert isinstance(issued["time"], float)
     assert refused["outcome"] == "refused"
-    assert refused["error"] == "invalid_scope"
+    assert (refused["error"], refused["status"]) == ("invalid_scope", 400)
     assert refused["reason"]
     assert refused["txn"] is None
     assert "token_sha256" not in refused
+
+
+def test_audit_fields_are_record_attributes_not_json_in_the_message(tts: Tts, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
+    tts.issue(scope="trade.read")
+    (record,) = (r for r in caplog.records if r.name == AUDIT_LOGGER)
+    assert record.__dict__["outcome"] == "issued"
+    message = record.getMessage()
+    assert message.startswith("Txn-Token issued: ")
+    assert f"req_wl={json.dumps(GATEWAY)}" in message
+    with pytest.raises(ValueError):
+        json.loads(message)
 
 
 def test_replacement_is_audited_as_such(tts: Tts, caplog: pytest.LogCaptureFixture) -> None:
@@ -96,3 +115,17 @@ def test_no_token_in_any_log_line(tts: Tts, caplog: pytest.LogCaptureFixture) ->
             if len(part) > 20:
                 assert part not in text
     assert "pii-user-7" not in text
+
+
+def test_refusal_before_the_exchange_is_logged_with_method_path_status_code(
+    tts: Tts, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="txtoken.service")
+    form = tts.form()
+    response = httpx.post(tts.token_endpoint, json=form)  # not a form
+    assert response.status_code == 400
+    (record,) = (r for r in caplog.records if r.name == "txtoken.service")
+    fields = {name: record.__dict__[name] for name in ("method", "path", "status", "code")}
+    assert fields == {"method": "POST", "path": "/token", "status": 400, "code": "invalid_request"}
+    assert form["subject_token"] not in record.getMessage()
+    assert not _audit_lines(caplog)

@@ -5,7 +5,8 @@
 - ``POST /wit`` and ``GET /.well-known/wit-jwks.json``, when ``[wimse]`` is configured: WIT issuance
   (:mod:`txtoken.service.wit`) and the WIT keys verifiers trust;
 - ``GET /.well-known/oauth-authorization-server`` (alias ``/.well-known/txn-token-service``): the metadata;
-- ``GET /healthz`` (the process answers) and ``GET /readyz`` (the signing keys are loaded).
+- ``GET /healthz`` (the process answers) and ``GET /readyz`` (the signing keys are loaded);
+- ``GET /metrics``: Prometheus text, when ``metrics.enabled`` (see :mod:`txtoken.service.metrics`).
 """
 
 from __future__ import annotations
@@ -93,6 +94,20 @@ def _oauth_error(exc: TokenServiceError, request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
 
+def _server_error(exc: Exception) -> JSONResponse:
+    """A bug: answer without details, log without the request."""
+    logger.error("token endpoint failed: %s", type(exc).__name__)
+    return JSONResponse({"error": "server_error"}, status_code=500, headers=_NO_STORE)
+
+
+def _log_refusal(request: Request, exc: TokenServiceError) -> None:
+    method, path = request.method, request.url.path
+    fields = {"method": method, "path": path, "status": exc.http_status, "code": exc.code}
+    logger.info(
+        "refused a token request: %s %s status=%s code=%s", method, path, exc.http_status, exc.code, extra=fields
+    )
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -140,12 +155,25 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
 
     async def token(request: Request) -> Response:
         try:
-            issued = await tts.exchange.exchange(*await _form_request(request, settings.max_request_size))
+            content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if content_type != _FORM_TYPE:
+                raise InvalidRequest(f"the request must be {_FORM_TYPE}")
+            body = await _read_body(request, settings.max_request_size)
+        except TokenServiceError as exc:  # refused before the exchange, so before its audit record
+            _log_refusal(request, exc)
+            return _oauth_error(exc, request)
+        except Exception as exc:
+            return _server_error(exc)
+        try:
+            headers: dict[str, list[str]] = {}
+            for name, value in request.headers.items():
+                headers.setdefault(name.lower(), []).append(value)
+            peer = request.client.host if request.client else None
+            issued = await tts.exchange.exchange(body, headers, peer)
         except TokenServiceError as exc:
             return _oauth_error(exc, request)
-        except Exception as exc:  # a bug: answer without details, log without the request
-            logger.error("token endpoint failed: %s", type(exc).__name__)
-            return JSONResponse({"error": "server_error"}, status_code=500, headers=_NO_STORE)
+        except Exception as exc:
+            return _server_error(exc)
         return _success(issued)
 
     async def wit(request: Request) -> Response:
@@ -153,10 +181,10 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
         try:
             issued = await tts.wit.issue(*await _form_request(request, settings.max_request_size))
         except TokenServiceError as exc:
+            _log_refusal(request, exc)
             return _oauth_error(exc, request)
-        except Exception as exc:  # a bug: answer without details, log without the request
-            logger.error("wit endpoint failed: %s", type(exc).__name__)
-            return JSONResponse({"error": "server_error"}, status_code=500, headers=_NO_STORE)
+        except Exception as exc:
+            return _server_error(exc)
         body_out = {"wit": issued.token, "workload": issued.workload, "expires_in": issued.expires_in}
         return JSONResponse(body_out, headers=_NO_STORE)
 
@@ -200,18 +228,31 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    routes: list[Route] = []
+    metrics = None
+    if settings.metrics.enabled:
+        from txtoken.service.metrics import PrometheusMetrics
+
+        metrics = PrometheusMetrics()
+        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if metrics is not None:
+            metrics.start()
         if freeze_gc:
             gc.collect()
             gc.freeze()
         try:
             yield
         finally:
+            if metrics is not None:
+                metrics.stop()
             await tts.profiles.aclose()
 
     return Starlette(
         routes=[
+            *routes,
             Route("/token", token, methods=["POST"]),
             Route("/.well-known/jwks.json", jwks, methods=["GET"]),
             Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),

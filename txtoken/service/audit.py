@@ -1,7 +1,9 @@
-"""The audit log: one JSON line per issuance and per refusal, on the ``txtoken.audit`` logger.
+"""The audit log: one structured record per issuance and per refusal, on the ``txtoken.audit`` logger.
 
-A line holds the time, outcome, OAuth error and reason (refusals), ``txn``, ``req_wl``, audience, subject token
-type, scope, whether it was a replacement, and the SHA-256 of the issued token: never a token, never a secret (§15.2).
+The record's fields (``extra=``, so a JSON formatter such as :class:`txtoken.logs.JsonFormatter` writes them as
+members; the message repeats them as ``name=value`` for plain text) are the outcome, the OAuth error, HTTP status
+and reason (refusals), ``txn``, ``req_wl``, ``aud``, ``subject_token_type``, ``scope``, ``replacement``, and the
+SHA-256 of the issued token (``token_sha256``): never a token, never a secret (§15.2).
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
+
+from txtoken.errors import TokenServiceError
 
 __all__ = ["AUDIT_LOGGER", "AuditLog", "AuditRecord", "token_digest"]
 
@@ -36,15 +38,13 @@ class AuditRecord:
 
 
 class AuditLog:
-    """Writes audit lines to a logger (``txtoken.audit`` unless given)."""
+    """Writes audit records to a logger (``txtoken.audit`` unless given)."""
 
-    def __init__(self, logger: logging.Logger | None = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, logger: logging.Logger | None = None) -> None:
         self._logger = logger or logging.getLogger(AUDIT_LOGGER)
-        self._clock = clock
 
-    def _write(self, record: AuditRecord, **fields: object) -> None:
-        line = {
-            "time": round(self._clock(), 3),
+    def _write(self, record: AuditRecord, summary: str, **fields: object) -> None:
+        extra = {
             **fields,
             "txn": record.txn,
             "req_wl": record.req_wl,
@@ -53,10 +53,19 @@ class AuditLog:
             "scope": record.scope,
             "replacement": record.replacement,
         }
-        self._logger.info(json.dumps(line, separators=(",", ":")))
+        details = " ".join(f"{name}={json.dumps(value)}" for name, value in extra.items() if value is not None)
+        self._logger.info("%s: %s", summary, details, extra=extra)
 
     def issued(self, record: AuditRecord, token: str) -> None:
-        self._write(record, outcome="issued", token_sha256=token_digest(token))
+        self._write(record, "Txn-Token issued", outcome="issued", token_sha256=token_digest(token))
 
-    def refused(self, record: AuditRecord, error: str, reason: str) -> None:
-        self._write(record, outcome="refused", error=error, reason=reason)
+    def refused(self, record: AuditRecord, exc: TokenServiceError) -> None:
+        error = exc.oauth_error or exc.code
+        self._write(
+            record,
+            "Txn-Token request refused",
+            outcome="refused",
+            error=error,
+            status=exc.http_status,
+            reason=exc.message,
+        )

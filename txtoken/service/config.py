@@ -39,6 +39,7 @@ __all__ = [
     "JwtAuthn",
     "KeyAuthn",
     "KeysConfig",
+    "MetricsConfig",
     "MtlsAuthn",
     "ServiceSettings",
     "TrustedProxyConfig",
@@ -109,6 +110,12 @@ class KeysConfig(_Model):
     dir: Path | None = None
     rotation_overlap: Annotated[int, Field(gt=0)] = 1800
     reload_interval: Annotated[float, Field(gt=0)] = 2.0
+
+
+class MetricsConfig(_Model):
+    """Prometheus text at ``/metrics`` (extra ``prometheus``); ``txtoken serve --metrics`` turns it on."""
+
+    enabled: bool = False
 
 
 class TrustedProxyConfig(_Model):
@@ -310,6 +317,7 @@ class ServiceSettings(_Sources):
     max_request_size: Annotated[int, Field(gt=0)] = 65536
     keys: KeysConfig = KeysConfig()
     trusted_proxy: TrustedProxyConfig = TrustedProxyConfig()
+    metrics: MetricsConfig = MetricsConfig()
     issuers: dict[str, IssuerConfig] = {}
     workloads: list[WorkloadConfig] = []
     wimse: WimseConfig | None = None

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from txtoken import telemetry
 from txtoken.claims import (
     GRANT_TYPE_TOKEN_EXCHANGE,
     TOKEN_TYPE_TXN_TOKEN,
@@ -48,6 +49,7 @@ __all__ = ["CHAIN_CLAIM", "IssuedToken", "TokenExchange", "TokenExchangeForm", "
 #: earlier token of the transaction, oldest first; the current requester is ``req_wl``. Absent on a first issuance.
 CHAIN_CLAIM = "req_wl_chain"
 _KNOWN_TYPES = frozenset(SUBJECT_TOKEN_TYPES.values())
+_SHORT_TYPES = {urn: name for name, urn in SUBJECT_TOKEN_TYPES.items()}
 
 
 class TokenExchangeForm(BaseModel):
@@ -138,6 +140,14 @@ def _carries(value: Any, secret: str) -> bool:
     return False
 
 
+def _annotate(outcome: telemetry.Outcome, record: AuditRecord) -> None:
+    if record.req_wl is not None:
+        outcome.annotate("requester", record.req_wl)
+    if record.subject_token_type is not None:
+        outcome.annotate("subject_token_type", _SHORT_TYPES.get(record.subject_token_type, "unsupported"))
+    outcome.annotate("replacement", record.replacement)
+
+
 class TokenExchange:
     """Turns a token request into a Txn-Token or a refusal, and writes the audit line either way."""
 
@@ -161,13 +171,16 @@ class TokenExchange:
     async def exchange(self, body: bytes, headers: Mapping[str, Sequence[str]], peer: str | None) -> IssuedToken:
         """Handle one request; raises a :class:`TokenServiceError` subclass on refusal."""
         record = AuditRecord()
-        try:
-            issued = await self._exchange(body, headers, peer, record)
-        except TokenServiceError as exc:
-            self._audit.refused(record, exc.oauth_error or exc.code, exc.message)
-            raise
-        self._audit.issued(record, issued.token)
-        return issued
+        with telemetry.operation("issue") as outcome:
+            try:
+                issued = await self._exchange(body, headers, peer, record)
+            except TokenServiceError as exc:
+                self._audit.refused(record, exc)
+                raise
+            finally:
+                _annotate(outcome, record)
+            self._audit.issued(record, issued.token)
+            return issued
 
     async def _exchange(
         self, body: bytes, headers: Mapping[str, Sequence[str]], peer: str | None, record: AuditRecord
