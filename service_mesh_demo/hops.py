@@ -20,6 +20,7 @@ import grpc
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from txtoken.context import current_caller
 from txtoken.verify import VerifiedTxnToken
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class Hop:
     scope: str | None = None
     tctx_keys: list[str] = field(default_factory=list)
     note: str = ""
+    caller: str | None = None  # the calling workload (its WIT's sub), once its WIT and WPT verified
 
     def context_from(self, txn: VerifiedTxnToken | None) -> None:
         if txn is not None:
@@ -89,6 +91,9 @@ def note_transaction(txn: VerifiedTxnToken | None, note: str = "") -> None:
     seen = _seen.get()
     if seen is not None:
         seen["txn"] = txn
+        caller = current_caller()
+        if caller is not None:
+            seen["caller"] = caller.workload
         if note:
             seen["note"] = note
 
@@ -159,6 +164,8 @@ class ReportingMiddleware:
                     note=str(seen.get("note", "")),
                 )
                 hop.context_from(scope.get("txtoken") or seen.get("txn"))
+                verified_caller = scope.get("txtoken.caller")
+                hop.caller = verified_caller.workload if verified_caller is not None else None
                 await self.sink(hop)
 
 
@@ -208,6 +215,7 @@ class ReportingServerInterceptor(grpc.aio.ServerInterceptor):
                         note=str(seen.get("note", "")),
                     )
                     hop.context_from(seen.get("txn"))
+                    hop.caller = seen.get("caller")
                     await self.sink(hop)
 
         return grpc.unary_unary_rpc_method_handler(

@@ -16,6 +16,7 @@ import httpx
 
 from service_mesh_demo.common import DemoEnv, configure_logging
 from service_mesh_demo.hops import ReportingServerInterceptor, aforward_trace, http_sink, note_transaction
+from service_mesh_demo.topology import workload_id
 from txtoken.augment import aaugment
 from txtoken.context import require_transaction
 from txtoken.errors import TxTokenError
@@ -33,6 +34,7 @@ POLICY = Policy(
             RESERVE,
             scopes=["inventory.reserve"],
             bind={"message.order_id": "order_id", "message.item": "item", "message.quantity": "quantity"},
+            callers=[workload_id("orders")],
         )
     ]
 )
@@ -47,7 +49,7 @@ async def serve(env: DemoEnv) -> None:
     verifier = env.verifier()
     tts = env.tts_client()
     payments_url = env.urls["payments"]
-    auth = TxnTokenAuth(trusted_hosts=[httpx.URL(payments_url).host])
+    auth = TxnTokenAuth(trusted_hosts=[httpx.URL(payments_url).host], identity=env.identity())
     http = httpx.AsyncClient(
         auth=auth, timeout=10.0, event_hooks={"request": [*auth.async_event_hooks["request"], aforward_trace]}
     )
@@ -72,7 +74,7 @@ async def serve(env: DemoEnv) -> None:
     server = grpc.aio.server(
         interceptors=[
             ReportingServerInterceptor(service="inventory", sink=http_sink(env.collector)),
-            AioTxnTokenServerInterceptor(verifier, policy=POLICY),
+            AioTxnTokenServerInterceptor(verifier, policy=POLICY, callers=env.callers(), authorities=[env.address]),
         ]
     )
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {"Reserve": handler})])

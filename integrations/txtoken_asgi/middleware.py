@@ -103,6 +103,8 @@ class TxnTokenMiddleware:
             return
         try:
             caller = None if self.callers is None else await self._caller(self.callers, scope)
+            if caller is not None:  # authenticated, whatever the Txn-Token checks say next
+                scope["txtoken.caller"] = caller
             txn = await (app_verifier(scope) or self.verifier).averify(_token(scope["headers"]))
             if self.policy is not None:
                 self.policy.authorize_http(
@@ -129,7 +131,7 @@ class TxnTokenMiddleware:
         state = scope.setdefault("state", {})
         state["txn"] = txn
         if caller is not None:
-            scope["txtoken.caller"] = state["caller"] = caller
+            state["caller"] = caller
         if self._starlette_auth:
             scope["auth"] = credentials_for(txn)
             scope["user"] = TxnUser(txn)
