@@ -1,7 +1,8 @@
 """txtoken: OAuth Transaction Tokens (draft-ietf-oauth-transaction-tokens) for Python services.
 
 The core: claims, keys, minting, verification, key sources and the current transaction. Framework integrations live
-in ``txtoken_asgi``, ``txtoken_grpc`` and ``txtoken_httpx``; the token service in ``txtoken.service``.
+in ``txtoken_asgi``, ``txtoken_grpc`` and ``txtoken_httpx``; the token service in ``txtoken.service``. Each framework
+comes with an extra (``pip install 'txtoken[asgi]'``, ``[grpc]``, ``[server]``); see :mod:`txtoken.extras`.
 """
 
 from txtoken.claims import GRPC_METADATA_KEY, HTTP_HEADER, TXN_TOKEN_TYP, TxnTokenClaims

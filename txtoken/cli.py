@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from txtoken.errors import ConfigurationError, TxTokenError
+from txtoken.extras import MissingExtra, requires_extra
 from txtoken.keys import ALGORITHMS, KeySet
 from txtoken.keysource import JwksFileKeySource, KeySource, RemoteJwksKeySource
 from txtoken.logs import LOG_FORMATS, LOG_LEVELS, log_config
@@ -107,11 +108,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """The service mesh demo; it runs from a source checkout (``service_mesh_demo`` is not in the wheel)."""
-    try:
-        from service_mesh_demo.runner import main as run_demo
-    except ImportError:
-        raise ConfigurationError("the demo runs from a source checkout of txtoken: `make demo`") from None
+    """The service mesh demo (``service_mesh_demo``, in the wheel; its dependencies are the ``demo`` extra)."""
+    from service_mesh_demo.runner import main as run_demo
+
     return run_demo(args.demo_args)
 
 
@@ -149,7 +148,8 @@ def _serve(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    import uvicorn
+    with requires_extra("server", "the Txn-Token Service"):
+        import uvicorn
 
     from txtoken.service import TokenService, create_app, load_settings
     from txtoken.service.defaults import describe, embedded_settings
@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Command = args.run
     try:
         return run(args)
-    except TxTokenError as exc:
+    except (TxTokenError, MissingExtra) as exc:
         print(f"txtoken {args.command}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -21,14 +21,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-try:
-    from opentelemetry import metrics, trace
-    from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-except ImportError as exc:
-    raise ImportError("txtoken.otel needs OpenTelemetry: pip install 'txtoken[otel]'", name=exc.name) from exc
-
 from txtoken import telemetry
 from txtoken.errors import TxTokenError
+from txtoken.extras import requires_extra
+
+with requires_extra("otel", "txtoken.otel (OpenTelemetry spans and metrics)"):
+    from opentelemetry import metrics, trace
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 __all__ = ["OpenTelemetryObserver", "instrument", "uninstrument"]
 

@@ -9,7 +9,10 @@ Handlers read the verified transaction with :func:`txtoken.current_transaction`,
 A test swaps the verifier of an app built elsewhere by setting ``app.state.txtoken_verifier`` (:data:`VERIFIER_STATE`).
 """
 
-from txtoken_asgi.middleware import VERIFIER_STATE, TxnTokenMiddleware, app_verifier
-from txtoken_asgi.user import TxnUser
+from txtoken.extras import requires_extra
+
+with requires_extra("asgi", "txtoken_asgi (the ASGI middleware)"):
+    from txtoken_asgi.middleware import VERIFIER_STATE, TxnTokenMiddleware, app_verifier
+    from txtoken_asgi.user import TxnUser
 
 __all__ = ["VERIFIER_STATE", "TxnTokenMiddleware", "TxnUser", "app_verifier"]

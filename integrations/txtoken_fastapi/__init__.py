@@ -10,11 +10,9 @@
 Needs FastAPI: ``pip install 'txtoken[fastapi]'``.
 """
 
-try:
-    import fastapi  # noqa: F401
-except ImportError as exc:
-    raise ImportError("txtoken_fastapi needs FastAPI: pip install 'txtoken[fastapi]'", name=exc.name) from exc
+from txtoken.extras import requires_extra
 
-from txtoken_fastapi.security import TxnTokenHTTPException, TxnTokenSecurity, docs_paths
+with requires_extra("fastapi", "txtoken_fastapi (the FastAPI security dependency)"):
+    from txtoken_fastapi.security import TxnTokenHTTPException, TxnTokenSecurity, docs_paths
 
 __all__ = ["TxnTokenHTTPException", "TxnTokenSecurity", "docs_paths"]

@@ -9,16 +9,19 @@ The token travels in the ``txn-token`` metadata entry (exactly one). Handlers re
 :func:`txtoken.current_transaction`.
 """
 
-from txtoken_grpc._gate import ERROR_METADATA_KEY, BindingExtractor, default_binding_extractor
-from txtoken_grpc.client import (
-    AioStreamStreamTxnTokenInterceptor,
-    AioStreamUnaryTxnTokenInterceptor,
-    AioUnaryStreamTxnTokenInterceptor,
-    AioUnaryUnaryTxnTokenInterceptor,
-    TxnTokenClientInterceptor,
-    aio_client_interceptors,
-)
-from txtoken_grpc.server import AioTxnTokenServerInterceptor, TxnTokenServerInterceptor
+from txtoken.extras import requires_extra
+
+with requires_extra("grpc", "txtoken_grpc (the gRPC interceptors)"):
+    from txtoken_grpc._gate import ERROR_METADATA_KEY, BindingExtractor, default_binding_extractor
+    from txtoken_grpc.client import (
+        AioStreamStreamTxnTokenInterceptor,
+        AioStreamUnaryTxnTokenInterceptor,
+        AioUnaryStreamTxnTokenInterceptor,
+        AioUnaryUnaryTxnTokenInterceptor,
+        TxnTokenClientInterceptor,
+        aio_client_interceptors,
+    )
+    from txtoken_grpc.server import AioTxnTokenServerInterceptor, TxnTokenServerInterceptor
 
 __all__ = [
     "ERROR_METADATA_KEY",

@@ -20,6 +20,7 @@ from txtoken.credentials._cache import DEFAULT_REFRESH_MARGIN
 from txtoken.credentials._jwt import jwt_credential
 from txtoken.credentials.base import Credential
 from txtoken.errors import ConfigurationError, CredentialUnavailable
+from txtoken.extras import requires_extra
 
 if TYPE_CHECKING:
     from spiffe import WorkloadApiClient
@@ -31,12 +32,8 @@ _UNREACHABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
 
 
 def _import_py_spiffe() -> None:
-    try:
+    with requires_extra("spiffe", "the SPIFFE credential source"):
         import spiffe  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            "the SPIFFE credential source needs py-spiffe: pip install 'txtoken[spiffe]'", name=exc.name
-        ) from exc
 
 
 class SpiffeJwtSource(AudienceSource):

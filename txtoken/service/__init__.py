@@ -4,9 +4,12 @@
 ``txtoken serve`` runs it with uvicorn.
 """
 
-from txtoken.service.app import TokenService, create_app
-from txtoken.service.config import ServiceSettings, load_settings
-from txtoken.service.exchange import CHAIN_CLAIM
-from txtoken.service.keystore import KeyStore, rotate_keys
+from txtoken.extras import requires_extra
+
+with requires_extra("server", "the Txn-Token Service (txtoken.service)"):
+    from txtoken.service.app import TokenService, create_app
+    from txtoken.service.config import ServiceSettings, load_settings
+    from txtoken.service.exchange import CHAIN_CLAIM
+    from txtoken.service.keystore import KeyStore, rotate_keys
 
 __all__ = ["CHAIN_CLAIM", "KeyStore", "ServiceSettings", "TokenService", "create_app", "load_settings", "rotate_keys"]

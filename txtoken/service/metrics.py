@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from txtoken import telemetry
 from txtoken.errors import ConfigurationError
+from txtoken.extras import MissingExtra, requires_extra
 
 __all__ = ["PrometheusMetrics"]
 
@@ -20,13 +21,12 @@ class PrometheusMetrics:
 
     def __init__(self) -> None:
         try:
-            from opentelemetry.exporter.prometheus import PrometheusMetricReader
-            from opentelemetry.sdk.metrics import MeterProvider
-            from prometheus_client import CollectorRegistry
-        except ImportError as exc:
-            raise ConfigurationError(
-                f"metrics need the 'prometheus' extra: pip install 'txtoken[prometheus]' (missing {exc.name})"
-            ) from None
+            with requires_extra("prometheus", "the TTS's /metrics"):
+                from opentelemetry.exporter.prometheus import PrometheusMetricReader
+                from opentelemetry.sdk.metrics import MeterProvider
+                from prometheus_client import CollectorRegistry
+        except MissingExtra as exc:
+            raise ConfigurationError(str(exc)) from None
         self._registry = CollectorRegistry()
         self._provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=self._registry)])
         self._observer: telemetry.Observer | None = None
