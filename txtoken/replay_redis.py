@@ -14,19 +14,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from txtoken.errors import ConfigurationError, ReplayStoreUnavailable
+from txtoken.extras import requires_extra
 
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
 
 __all__ = ["RedisReplayStore"]
-
-
-def _import_redis() -> None:
-    try:
-        import redis  # noqa: F401
-    except ImportError as exc:
-        raise ImportError("RedisReplayStore needs redis-py: pip install 'txtoken[redis]'", name=exc.name) from exc
 
 
 class RedisReplayStore:
@@ -51,9 +45,9 @@ class RedisReplayStore:
         fail_open: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        _import_redis()
-        import redis
-        import redis.asyncio
+        with requires_extra("redis", "RedisReplayStore"):
+            import redis
+            import redis.asyncio
 
         if url is None and client is None and async_client is None:
             raise ConfigurationError("RedisReplayStore needs a url or a client")

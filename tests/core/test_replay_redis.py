@@ -111,3 +111,13 @@ def test_a_store_needs_somewhere_to_store() -> None:
 
     with pytest.raises(ConfigurationError):
         RedisReplayStore()
+
+
+def test_without_redis_py_the_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from txtoken.extras import MissingExtra
+
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(MissingExtra, match=r"pip install 'txtoken\[redis\]'"):
+        RedisReplayStore("redis://127.0.0.1:6379/0")
