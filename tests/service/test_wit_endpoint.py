@@ -146,3 +146,37 @@ def test_the_credential_source_reports_a_refusal_without_details(wimse_tts: Tts)
     )
     with pytest.raises(CredentialUnavailable, match=r"HTTP 401 \(invalid_client\)"):
         source.get()
+
+
+def test_concurrent_callers_share_one_wit_request(wimse_tts: Tts) -> None:
+    import threading
+
+    source = TokenServiceWitSource(
+        f"{wimse_tts.url}/wit", credential=wimse_tts.gateway_assertion, audience=IDENTIFIER, allow_http=True
+    )
+    barrier = threading.Barrier(8)
+    seen: list[str] = []
+
+    def get() -> None:
+        barrier.wait(timeout=10)
+        seen.append(source.get().wit)
+
+    threads = [threading.Thread(target=get) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(seen) == 8 and len(set(seen)) == 1
+    assert source.fetch_count == 1
+
+
+@pytest.mark.anyio
+async def test_asyncio_callers_share_one_wit_request_too(wimse_tts: Tts) -> None:
+    import asyncio
+
+    source = TokenServiceWitSource(
+        f"{wimse_tts.url}/wit", credential=wimse_tts.gateway_assertion, audience=IDENTIFIER, allow_http=True
+    )
+    identities = await asyncio.gather(*(source.aget() for _ in range(8)))
+    assert len({identity.wit for identity in identities}) == 1
+    assert source.fetch_count == 1
