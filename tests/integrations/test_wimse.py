@@ -366,3 +366,27 @@ async def test_grpc_policy_callers_and_the_caller_in_the_handler(issuer: Issuer,
     assert seen == [INVENTORY]
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert (refused.value.details() or "").startswith("caller_not_allowed: ")
+
+
+@pytest.mark.anyio
+async def test_grpc_ath_covers_an_authorization_bearer(issuer: Issuer, domain: Domain) -> None:
+    identity = domain.identity(ORDERS)
+    me = identity.get()
+    token = issuer.mint()
+    async with running_server("aio", [grpc_interceptor("aio", issuer, domain)]) as target:
+        with use_transaction(issuer.verifier().verify(token)):
+            interceptors = aio_client_interceptors(identity=identity, authority=AUTHORITY)
+            async with grpc.aio.insecure_channel(target, interceptors=interceptors) as channel:
+                call = channel.unary_unary(UNARY, request_serializer=encode, response_deserializer=decode)
+                bound = await call({}, metadata=(("authorization", "Bearer at-1"),), timeout=10)
+        unbound = create_wpt(me.key, wit=me.wit, audience=grpc_audience(AUTHORITY, UNARY), txn_token=token)
+        metadata = [
+            ("txn-token", token),
+            ("workload-identity-token", me.wit),
+            ("workload-proof-token", unbound),
+            ("authorization", "Bearer at-1"),
+        ]
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await unary(target, metadata)
+    assert bound["txn"]
+    assert (refused.value.details() or "").startswith("wpt_ath_mismatch: ")
