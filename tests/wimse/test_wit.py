@@ -184,3 +184,18 @@ def test_the_issuer_refuses_identifiers_outside_its_trust_domain(issuer: WitIssu
 def test_a_trust_domain_must_be_a_lowercase_dns_name(wit_keys: KeySet, domain: str) -> None:
     with pytest.raises(ConfigurationError):
         WitVerifier(wit_keys, trust_domain=domain)
+
+
+def test_unreachable_anchors_are_a_503_not_a_refusal(workload: Workload, clock: FakeClock) -> None:
+    import socket
+
+    from txtoken import RemoteJwksKeySource
+    from txtoken.errors import KeysUnavailable
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    anchors = RemoteJwksKeySource(f"http://127.0.0.1:{port}/wit-jwks.json", allow_http=True, timeout=0.5)
+    verifier = WitVerifier(anchors, trust_domain=TRUST_DOMAIN, clock=clock)
+    error = raises_exactly(KeysUnavailable, "keys_unavailable", lambda: verifier.verify(workload.wit))
+    assert error.http_status == 503

@@ -15,7 +15,6 @@ from typing import Any
 
 from txtoken.errors import (
     ConfigurationError,
-    KeysUnavailable,
     TokenRejected,
     WitExpired,
     WitKeyInvalid,
@@ -158,9 +157,7 @@ class WitVerifier:
         jws = self._parse(token)
         try:
             key = self.anchors.cached_key(jws.header.kid) or self.anchors.fetch_key(jws.header.kid)
-        except KeysUnavailable:
-            raise
-        except TokenRejected:
+        except TokenRejected:  # an unknown kid; KeysUnavailable (503) passes through
             raise WitRejected("the WIT is not signed by a key of the trust domain's anchors") from None
         return self._finish(token, jws, key)
 
@@ -172,9 +169,7 @@ class WitVerifier:
         jws = self._parse(token)
         try:
             key = self.anchors.cached_key(jws.header.kid) or await self.anchors.afetch_key(jws.header.kid)
-        except KeysUnavailable:
-            raise
-        except TokenRejected:
+        except TokenRejected:  # an unknown kid; KeysUnavailable (503) passes through
             raise WitRejected("the WIT is not signed by a key of the trust domain's anchors") from None
         return self._finish(token, jws, key)
 
