@@ -32,6 +32,7 @@ class DemoEnv:
     urls: dict[str, str]
     workload_id: str | None
     address: str  # how others reach it (its WPT audience); empty for a service without a workload identity
+    log_level: str = "info"
 
     @classmethod
     def load(cls) -> DemoEnv:
@@ -50,6 +51,7 @@ class DemoEnv:
             urls=urls,
             workload_id=env.get("DEMO_WORKLOAD_ID"),
             address=env.get("DEMO_ADDRESS", ""),
+            log_level=env.get("DEMO_LOG_LEVEL", "info"),
         )
 
     @property
@@ -91,7 +93,7 @@ class DemoEnv:
 
 def configure_logging(env: DemoEnv) -> None:
     """One line per event, prefixed with the service; httpx's per-request lines are left out."""
-    logging.basicConfig(level=logging.INFO, format=f"{env.service}: %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=env.log_level.upper(), format=f"{env.service}: %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 

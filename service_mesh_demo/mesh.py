@@ -26,9 +26,10 @@ class MeshError(RuntimeError):
 class Mesh:
     """The mesh's processes; a context manager that starts them in order and always stops them all."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, base_port: int) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], *, base_port: int, log_level: str = "info") -> None:
         self.data_dir = Path(data_dir)
         self.base_port = base_port
+        self.log_level = log_level
         self.log_dir = self.data_dir / "logs"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -37,7 +38,8 @@ class Mesh:
         return f"http://127.0.0.1:{self.base_port + service.offset}"
 
     def env(self, service: Service) -> dict[str, str]:
-        return {**os.environ, **service_env(service, base_port=self.base_port, data_dir=self.data_dir)}
+        env = service_env(service, base_port=self.base_port, data_dir=self.data_dir)
+        return {**os.environ, **env, "DEMO_LOG_LEVEL": self.log_level}
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)

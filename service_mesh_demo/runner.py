@@ -14,6 +14,7 @@ from types import FrameType
 from service_mesh_demo.mesh import Mesh, MeshError
 from service_mesh_demo.scenario import StepResult, run_scenario
 from service_mesh_demo.topology import DEFAULT_BASE_PORT, SERVICES
+from txtoken.logs import LOG_LEVELS
 
 __all__ = ["format_result", "main"]
 
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--once", action="store_true", help="run the scenario, stop every service, exit")
     parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT, help="gateway port; others follow")
     parser.add_argument("--data-dir", type=Path, help="keys, tokens and logs (default: a new temporary directory)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="of every service")
     return parser
 
 
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="txtoken-demo-"))
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started where SIGINT was ignored
-    mesh = Mesh(data_dir, base_port=args.base_port)
+    mesh = Mesh(data_dir, base_port=args.base_port, log_level=args.log_level)
     print(f"Starting the mesh ({len(SERVICES)} processes on 127.0.0.1:{args.base_port}-{args.base_port + 9})…")
     try:
         with mesh:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from txtoken import __version__
 from txtoken.errors import ConfigurationError, TxTokenError
 from txtoken.extras import MissingExtra, requires_extra
 from txtoken.keys import ALGORITHMS, KeySet
@@ -72,6 +73,12 @@ def _mint(args: argparse.Namespace) -> int:
     missing = [name for name in ("sub", "scope", "req_wl") if name not in fields]
     if missing:
         raise ConfigurationError(f"missing claims: {', '.join(missing)} (flags or --claims file)")
+    if args.lifetime > DEFAULT_MAX_LIFETIME:
+        print(
+            f"txtoken mint: warning: a lifetime over {DEFAULT_MAX_LIFETIME} s is refused (lifetime_too_long) by "
+            "verifiers with the default max_lifetime",
+            file=sys.stderr,
+        )
     minter = TxnTokenMinter(
         KeySet.load(args.keys),
         trust_domain=args.trust_domain,
@@ -220,6 +227,7 @@ def _keys_rotate(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="txtoken", description="OAuth Transaction Tokens: keys, minting, checks.")
+    parser.add_argument("--version", action="version", version=f"txtoken {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     keygen = sub.add_parser("keygen", help="generate a signing key set (a private JWKS file)")
@@ -298,5 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"txtoken {args.command}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"txtoken {args.command}: io_error: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        paths = ", ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        reason = exc.strerror or type(exc).__name__
+        print(f"txtoken {args.command}: io_error: {f'{paths}: ' if paths else ''}{reason}", file=sys.stderr)
         return 1

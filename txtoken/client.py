@@ -270,10 +270,10 @@ class TokenServiceClient(_Base):
         return self._post(self._replace_form(txn_token, scope, request_context, request_details))
 
     def _post(self, form: dict[str, str]) -> TokenResponse:
-        self._authenticate(form, self._assertion())
-        secrets = self._secrets(form)
         for attempt in range(self._retries + 1):
             last = attempt == self._retries
+            self._authenticate(form, self._assertion())  # per attempt: a key-pair assertion's jti is used once
+            secrets = self._secrets(form)
             try:
                 response = self._client.post(self.token_endpoint, data=form, headers={"Accept": "application/json"})
             except httpx.TransportError as exc:
@@ -363,10 +363,10 @@ class AsyncTokenServiceClient(_Base):
         return await self._post(self._replace_form(txn_token, scope, request_context, request_details))
 
     async def _post(self, form: dict[str, str]) -> TokenResponse:
-        self._authenticate(form, await self._assertion())
-        secrets = self._secrets(form)
         for attempt in range(self._retries + 1):
             last = attempt == self._retries
+            self._authenticate(form, await self._assertion())  # per attempt: a key-pair assertion's jti is used once
+            secrets = self._secrets(form)
             try:
                 response = await self._client.post(
                     self.token_endpoint, data=form, headers={"Accept": "application/json"}

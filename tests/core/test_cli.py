@@ -326,3 +326,37 @@ def test_console_script_and_python_m_behave_the_same(cli_keys: Keys, minted: str
             via_module.stderr,
         )
     assert via_module.returncode != 0  # the second pair is a failure
+
+
+# --- issue 10: small CLI reports -----------------------------------------------------------------------------------
+
+
+def test_version() -> None:
+    """issue 10: ``txtoken --version`` did not exist."""
+    import txtoken as package
+
+    done = txtoken("--version")
+    assert (done.returncode, done.stdout) == (0, f"txtoken {package.__version__}\n")
+
+
+def test_mint_with_a_lifetime_default_verifiers_refuse_warns(cli_keys: Keys) -> None:
+    """issue 10: ``txtoken mint --lifetime 3600`` printed a token every default verifier refuses, without a word."""
+    args = ["mint", "--keys", str(cli_keys.keys), "--trust-domain", TD, "--sub", "s", "--scope", "r", "--req-wl", "w"]
+    long = txtoken(*args, "--lifetime", "3600")
+    assert long.returncode == 0, long.stderr
+    assert "warning" in long.stderr and "lifetime_too_long" in long.stderr and "300" in long.stderr
+    refused = txtoken("verify", long.stdout.strip(), "--jwks", str(cli_keys.jwks), "--trust-domain", TD)
+    _one_line_failure(refused, "lifetime_too_long", long.stdout.strip())
+    short = txtoken(*args, "--lifetime", "300")
+    assert (short.returncode, short.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("flag", ["--keys", "--claims"])
+def test_io_error_names_the_path(cli_keys: Keys, tmp_path: Path, flag: str) -> None:
+    """issue 10: ``io_error`` messages did not say which file."""
+    missing = tmp_path / "missing.json"
+    args = {"--keys": str(cli_keys.keys), "--claims": None} | {flag: str(missing)}
+    claims = ["--sub", "s", "--scope", "r", "--req-wl", "w"]
+    done = txtoken("mint", "--trust-domain", TD, *claims, *[a for k, v in args.items() if v for a in (k, v)])
+    _one_line_failure(done, "io_error")
+    assert f"io_error: {missing}: No such file or directory" in done.stderr

@@ -206,6 +206,7 @@ def settings_data(platform: Platform, key_dir: Path) -> dict[str, Any]:
                 "subject_token_types": ["unsigned_json"],
                 "scopes": ["reports.run"],
                 "asserted_subject_scopes": ["reports.run"],
+                "asserted_subject_prefix": "cloud-reports:",
             },
             {
                 "id": REPORTS,
@@ -213,6 +214,7 @@ def settings_data(platform: Platform, key_dir: Path) -> dict[str, Any]:
                 "subject_token_types": ["unsigned_json", "id_token"],
                 "scopes": ["reports.run"],
                 "asserted_subject_scopes": ["reports.run"],
+                "asserted_subject_prefix": "reports:",
             },
         ],
     }
@@ -285,6 +287,10 @@ class Case:
     expected_sub: str
 
 
+#: The subject a workload asserts as unsigned JSON; the TTS names it with the workload's asserted_subject_prefix.
+ASSERTED = "nightly-report"
+
+
 def workload_case(name: str, platform: Platform, tmp_path: Path) -> Case:
     keys = platform.keys
     source: CredentialSource
@@ -314,10 +320,10 @@ def workload_case(name: str, platform: Platform, tmp_path: Path) -> Case:
         )
     if name == "metadata":
         source = MetadataIdentitySource(IDENTIFIER, url=platform.gcp_url)
-        return Case(source, CLOUD_REPORTS, "reports.run", TOKEN_TYPE_UNSIGNED_JSON, "nightly-report")
+        return Case(source, CLOUD_REPORTS, "reports.run", TOKEN_TYPE_UNSIGNED_JSON, f"cloud-reports:{ASSERTED}")
     assert name == "keypair"
     source = KeyPairAssertionSource(platform.reports_key, workload_id=REPORTS, audience=IDENTIFIER)
-    return Case(source, REPORTS, "reports.run", TOKEN_TYPE_UNSIGNED_JSON, "nightly-report")
+    return Case(source, REPORTS, "reports.run", TOKEN_TYPE_UNSIGNED_JSON, f"reports:{ASSERTED}")
 
 
 @pytest.fixture
@@ -338,7 +344,7 @@ def case_for(platform: Platform, tmp_path: Path) -> Iterator[Callable[[str], Cas
 def subject_token(case: Case) -> str:
     """The workload's own credential as the subject; a key-pair workload asserts its subject as unsigned JSON."""
     if case.subject_token_type == TOKEN_TYPE_UNSIGNED_JSON:
-        return json.dumps({"sub": case.expected_sub})
+        return json.dumps({"sub": ASSERTED})
     return case.source.get().value
 
 
@@ -362,7 +368,7 @@ def test_workload_gets_a_txn_token_naming_it(name: str, tts: Tts, case_for: Call
 @pytest.mark.parametrize("name", SOURCES)
 async def test_async_workload_gets_a_txn_token_naming_it(name: str, tts: Tts, case_for: Callable[[str], Case]) -> None:
     case = case_for(name)
-    token = json.dumps({"sub": case.expected_sub})
+    token = json.dumps({"sub": ASSERTED})
     if case.subject_token_type != TOKEN_TYPE_UNSIGNED_JSON:
         token = (await case.source.aget()).value
     async with tts.async_client(case.source) as client:

@@ -244,7 +244,13 @@ def settings_data(platform: Platform, keys: WorkloadKeys, key_dir: Path) -> dict
         "max_replacements": 3,
         "trusted_proxy": {"addresses": ["127.0.0.1/32"]},
         "issuers": {
-            "idp": {"kind": "oauth", "issuer": ISSUERS["idp"], "jwks_uri": f"{jwks}/idp", "audiences": [API_AUDIENCE]},
+            "idp": {
+                "kind": "oauth",
+                "issuer": ISSUERS["idp"],
+                "jwks_uri": f"{jwks}/idp",
+                "audiences": [API_AUDIENCE],
+                "subject_prefix": "user:",
+            },
             "idp-opaque": {
                 "kind": "introspection",
                 "issuer": ISSUERS["idp"],
@@ -252,6 +258,7 @@ def settings_data(platform: Platform, keys: WorkloadKeys, key_dir: Path) -> dict
                 "client_id": INTROSPECTION_CLIENT[0],
                 "client_secret": INTROSPECTION_CLIENT[1],
                 "audiences": [API_AUDIENCE],
+                "subject_prefix": "user:",
             },
             "oidc": {
                 "kind": "oidc",
@@ -301,6 +308,7 @@ def settings_data(platform: Platform, keys: WorkloadKeys, key_dir: Path) -> dict
                 "rctx": ["req_ip", "authn"],
                 "tctx": ["action", "ticker", "quantity", "note"],
                 "asserted_subject_scopes": ["trade.read"],
+                "asserted_subject_prefix": "gateway:",
             },
             {
                 "id": ORDERS,
@@ -475,6 +483,15 @@ def tts(platform: Platform, workload_keys: WorkloadKeys, tmp_path_factory: pytes
     server = RunningServer(create_app(service), proxy_headers=False).start()
     yield Tts(server.url, settings, service, platform, workload_keys)
     server.stop()
+
+
+def carries(token: str, secret: str) -> bool:
+    """Whether the decoded claims of ``token`` hold ``secret`` or a dot-separated part of it (§13.4). The base64url
+    text of ``token`` is no place to look: a copied value is re-encoded there at another offset."""
+    from txtoken.jws import b64url_decode
+
+    payload = b64url_decode(token.split(".")[1]).decode("utf-8")
+    return any(part in payload for part in (secret, *secret.split(".")) if len(part) >= 8)
 
 
 def tamper(token: str, **changes: Any) -> str:

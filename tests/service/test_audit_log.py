@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from txtoken.claims import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_UNSIGNED_JSON
-from txtoken.errors import TxTokenError
-from txtoken.service.audit import AUDIT_LOGGER
+from txtoken.errors import TokenServiceError, TxTokenError
+from txtoken.service import TokenService, create_app
+from txtoken.service.audit import AUDIT_LOGGER, AuditLog, AuditRecord
 
+from ..conftest import RunningServer
 from .conftest import GATEWAY, ORDERS, TRUST_DOMAIN, Tts, tamper
 
 _FIELDS = ("outcome", "error", "status", "reason", "txn", "req_wl", "aud", "subject_token_type", "scope")
@@ -115,6 +118,62 @@ def test_no_token_in_any_log_line(tts: Tts, caplog: pytest.LogCaptureFixture) ->
             if len(part) > 20:
                 assert part not in text
     assert "pii-user-7" not in text
+
+
+class _LeakyAuditLog(AuditLog):
+    """A bug to provoke (a test double of a defect, not of a component): an audit sink that fails with the request's
+    credentials and the issued token in its exception message."""
+
+    def __init__(self, leaked: list[str]) -> None:
+        super().__init__()
+        self.leaked = leaked
+
+    def issued(self, record: AuditRecord, token: str) -> None:
+        raise RuntimeError(f"audit sink failed on {token} for {' and '.join(self.leaked)}")
+
+    def refused(self, record: AuditRecord, exc: TokenServiceError) -> None:
+        raise RuntimeError(f"audit sink failed for {' and '.join(self.leaked)}")
+
+
+def _failure_log(tts: Tts, serve: Callable[..., RunningServer], caplog: pytest.LogCaptureFixture, **post: Any) -> str:
+    leaked: list[str] = []
+    service = TokenService.build(tts.settings, audit=_LeakyAuditLog(leaked))
+    url = serve(create_app(service), proxy_headers=False).url
+    form = post.pop("form")
+    leaked += [form["subject_token"], form["client_assertion"], *post.get("headers", {}).values()]
+    caplog.clear()
+    caplog.set_level(logging.ERROR, logger="txtoken.service")
+    response = httpx.post(f"{url}/token", data=form, **post)
+    assert (response.status_code, response.json()) == (500, {"error": "server_error"})
+    (record,) = [r for r in caplog.records if r.name == "txtoken.service"]
+    text = record.getMessage()
+    for secret in leaked:
+        assert secret not in text
+        assert all(part not in text for part in secret.split(".") if len(part) > 12)
+    assert "eyJ" not in text
+    return text
+
+
+def test_unexpected_error_is_logged_with_its_traceback_without_secrets(
+    tts: Tts, serve: Callable[..., RunningServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """issue 10: an unexpected error in the token endpoint was logged with its class name only; it is logged with its
+    traceback, scrubbed of the subject token, the client assertion and the issued Txn-Token."""
+    text = _failure_log(tts, serve, caplog, form=tts.form())
+    assert text.startswith("token endpoint failed: Traceback (most recent call last):")
+    assert "in issued" in text and "RuntimeError: audit sink failed on [redacted] for [redacted]" in text
+
+
+def test_traceback_of_a_refusal_path_keeps_authorization_and_unsigned_subjects_out(
+    tts: Tts, serve: Callable[..., RunningServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The scrub covers the Authorization value (a bare JWT, as in the issue's probe) and a subject token that is no
+    JWT at all (unsigned JSON, an opaque access token)."""
+    form = tts.form(subject_token='{"sub": "pii-user-8"}', subject_token_type=TOKEN_TYPE_UNSIGNED_JSON)
+    text = _failure_log(tts, serve, caplog, form=form, headers={"Authorization": tts.gateway_assertion()})
+    assert "in refused" in text and "pii-user-8" not in text
+    text = _failure_log(tts, serve, caplog, form=tts.form(subject_token="opaque-access-token-value-42"))
+    assert "opaque-access-token-value-42" not in text and "[redacted]" in text
 
 
 def test_refusal_before_the_exchange_is_logged_with_method_path_status_code(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from txtoken.claims import TOKEN_TYPE_ACCESS_TOKEN
 from txtoken.errors import ConfigurationError
+from txtoken.keys import SigningKey
 from txtoken.service import load_settings
 
 EXAMPLE = """
@@ -145,3 +150,136 @@ def test_the_documented_example_is_valid(tmp_path: Path) -> None:
 def test_unsafe_or_ambiguous_settings_are_refused(tmp_path: Path, change: tuple[str, str], where: str) -> None:
     with pytest.raises(ConfigurationError, match=where):
         load_settings(_write(tmp_path, EXAMPLE.replace(*change, 1)))
+
+
+# --- issue 10: sub unique within the trust domain (§9.2) -----------------------------------------------------------
+
+_JWKS = {"keys": [SigningKey.generate().verification_key.to_jwk()]}
+
+
+def _issuer(iss: str, prefix: str, kind: str = "oauth") -> dict[str, Any]:
+    return {"kind": kind, "issuer": iss, "jwks": _JWKS, "audiences": ["api"], "subject_prefix": prefix}
+
+
+def _asserting(workload_id: str, prefix: str) -> dict[str, Any]:
+    return {
+        "id": workload_id,
+        "authn": [{"method": "key", "jwks": _JWKS}],
+        "subject_token_types": ["self_signed"],
+        "scopes": ["read"],
+        "asserted_subject_prefix": prefix,
+    }
+
+
+def _subject_sources(issuers: dict[str, Any], workloads: list[dict[str, Any]] | None = None) -> Any:
+    return load_settings(
+        None,
+        identifier="https://tts.example.com",
+        trust_domains=["example.com"],
+        issuers=issuers,
+        workloads=workloads or [],
+    )
+
+
+def test_an_empty_prefix_beside_another_is_refused_naming_both_issuers() -> None:
+    """issue 10: an access token with sub=oidc:bob from an issuer without prefix and an ID token with sub=bob from an
+    issuer with prefix oidc: both became oidc:bob. Such a configuration is refused at load time."""
+    issuers = {
+        "corp": _issuer("https://idp.example.com", ""),
+        "login": _issuer("https://login.example.com", "oidc:", kind="oidc"),
+    }
+    with pytest.raises(ConfigurationError) as caught:
+        _subject_sources(issuers)
+    message = str(caught.value)
+    assert "issuers.login.subject_prefix" in message and "issuers.corp.subject_prefix" in message
+    assert "https://idp.example.com" in message and "https://login.example.com" in message
+
+
+@pytest.mark.parametrize(
+    "prefixes",
+    [("user:", "user:"), ("user:", "user:admin:"), ("a", "ab")],
+    ids=["equal", "one begins the other", "without a separator"],
+)
+def test_prefixes_of_distinct_issuers_must_be_prefix_free(prefixes: tuple[str, str]) -> None:
+    issuers = {"a": _issuer("https://a.example", prefixes[0]), "b": _issuer("https://b.example", prefixes[1])}
+    with pytest.raises(ConfigurationError, match=r"issuers\.b\.subject_prefix.*issuers\.a\.subject_prefix"):
+        _subject_sources(issuers)
+
+
+def test_asserted_subject_prefixes_count_as_sources_of_subjects() -> None:
+    """A workload that asserts subjects (self_signed, unsigned_json) names them with its own prefix, which must not
+    clash with an issuer's or with another asserting workload's."""
+    corp = {"corp": _issuer("https://idp.example.com", "user:")}
+    with pytest.raises(ConfigurationError, match=r"workloads\.0\.asserted_subject_prefix.*issuers\.corp"):
+        _subject_sources(corp, [_asserting("spiffe://example.com/gateway", "")])
+    with pytest.raises(ConfigurationError, match=r"workloads\.1\.asserted_subject_prefix.*workloads\.0"):
+        _subject_sources(corp, [_asserting("spiffe://example.com/a", "a:"), _asserting("spiffe://example.com/b", "a:")])
+    settings = _subject_sources(
+        corp, [_asserting("spiffe://example.com/a", "a:"), _asserting("spiffe://example.com/b", "b:")]
+    )
+    assert [w.asserted_subject_prefix for w in settings.workloads] == ["a:", "b:"]
+
+
+def test_prefix_free_configurations_load() -> None:
+    """A sole source may use the empty prefix; one issuer configured twice (JWT and introspection) is one source
+    and keeps one prefix; a workload that asserts no subjects has no namespace to clash."""
+    assert _subject_sources({"corp": _issuer("https://idp.example.com", "")}).issuers["corp"].subject_prefix == ""
+    opaque = {
+        "kind": "introspection",
+        "issuer": "https://idp.example.com",
+        "introspection_endpoint": "https://idp.example.com/introspect",
+        "subject_prefix": "user:",
+    }
+    both = {"corp": _issuer("https://idp.example.com", "user:"), "opaque": opaque}
+    assert set(_subject_sources(both).issuers) == {"corp", "opaque"}
+    with pytest.raises(ConfigurationError, match="issuers.opaque.subject_prefix"):
+        _subject_sources({**both, "opaque": {**opaque, "subject_prefix": ""}})
+    relaying = {**_asserting("spiffe://example.com/orders", ""), "subject_token_types": ["txn_token"]}
+    assert _subject_sources(both, [relaying]).workloads[0].id == "spiffe://example.com/orders"
+
+
+# --- issue 10: TXTOKEN_* variables ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("example.com", ["example.com"]),
+        ("example.com, example.org", ["example.com", "example.org"]),
+        ('["example.com"]', ["example.com"]),
+    ],
+)
+def test_trust_domains_variable_may_be_bare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]
+) -> None:
+    """issue 10: TXTOKEN_TRUST_DOMAINS=example.com crashed with a raw SettingsError; a bare value is accepted."""
+    monkeypatch.setenv("TXTOKEN_TRUST_DOMAINS", value)
+    assert load_settings(_write(tmp_path, EXAMPLE)).trust_domains == expected
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("TXTOKEN_ISSUERS", "not json"), ("TXTOKEN_TRUST_DOMAINS", "[unclosed"), ("TXTOKEN_TRUST_DOMAINS", "a,,b")],
+)
+def test_undecodable_variable_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match="trust_domains|issuers"):
+        load_settings(_write(tmp_path, EXAMPLE))
+
+
+def test_serve_turns_a_settings_error_into_one_line(tmp_path: Path) -> None:
+    """issue 10: ``txtoken serve`` printed a raw SettingsError traceback for an undecodable TXTOKEN_* variable."""
+    env = {**os.environ, "TXTOKEN_ISSUERS": "not json"}
+    result = subprocess.run(
+        [sys.executable, "-m", "txtoken", "serve", "--config", str(_write(tmp_path, EXAMPLE))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("txtoken serve: configuration_error: ")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -46,7 +46,6 @@ INVALID_REQUEST: dict[str, Case] = {
     "wrong requested_token_type": lambda t: t.form(requested_token_type=TOKEN_TYPE_ACCESS_TOKEN),
     "missing audience": lambda t: t.form(audience=None),
     "missing scope": lambda t: t.form(scope=None),
-    "malformed scope": lambda t: t.form(scope="trade.stocks  trade.read"),
     "missing subject_token": lambda t: t.form(subject_token=None),
     "missing subject_token_type": lambda t: t.form(subject_token_type=None),
     "unsupported subject_token_type": lambda t: t.form(subject_token_type="urn:ietf:params:oauth:token-type:saml2"),
@@ -110,6 +109,12 @@ def test_scope_beyond_the_subject_is_invalid_scope(tts: Tts, scope: str) -> None
     assert (response.status_code, response.json()["error"]) == (400, "invalid_scope")
 
 
+def test_malformed_scope_is_invalid_scope(tts: Tts) -> None:
+    """issue 10: a malformed scope got invalid_request; RFC 6749 §5.2 says invalid_scope ("malformed")."""
+    response = tts.post(tts.form(scope="trade.stocks  trade.read"))
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_scope")
+
+
 def test_scope_beyond_the_workload_ceiling_is_invalid_scope(tts: Tts) -> None:
     subject = tts.platform.access_token(scope="trade.stocks trade.admin")
     response = tts.post(tts.form(subject_token=subject, scope="trade.admin"))
@@ -122,18 +127,49 @@ def test_unknown_subject_scope_without_a_bound_is_invalid_scope(tts: Tts) -> Non
     assert (response.status_code, response.json()["error"]) == (400, "invalid_scope")
 
 
-def test_no_client_authentication_is_invalid_client_401(tts: Tts) -> None:
+#: The one challenge of every invalid_client answer: the client authentication methods the TTS supports.
+CHALLENGE = 'private_key_jwt realm="txtoken", tls_client_auth realm="txtoken"'
+
+
+def test_no_client_authentication_is_invalid_client_401_with_a_challenge(tts: Tts) -> None:
+    """issue 10: invalid_client was a 401 without WWW-Authenticate (RFC 9110 §15.5.2 requires one on every 401)."""
     response = tts.post(tts.form(client_assertion=None, client_assertion_type=None))
     assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
-    assert "www-authenticate" not in response.headers
+    assert response.headers["www-authenticate"] == CHALLENGE
+
+
+def test_refused_client_assertion_gets_the_challenge(tts: Tts) -> None:
+    response = tts.post(tts.form(client_assertion="not-a-jwt"))
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
+    assert response.headers["www-authenticate"] == CHALLENGE
 
 
 def test_http_authorization_header_gets_a_challenge(tts: Tts) -> None:
-    """RFC 6749 §5.2: invalid_client after HTTP authentication answers 401 with WWW-Authenticate."""
+    """RFC 6749 §5.2: HTTP authentication is refused (invalid_client, 401) with a challenge that names the methods
+    the TTS supports, never the scheme the client tried (the TTS supports no HTTP authentication scheme)."""
     form = tts.form(client_assertion=None, client_assertion_type=None)
     response = tts.post(form, auth=("gateway", "secret"))
     assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
-    assert response.headers["www-authenticate"].startswith("Basic ")
+    assert response.headers["www-authenticate"] == CHALLENGE
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["BARE_JWT", "Bearer BARE_JWT", "Basic Z2F0ZXdheTpzZWNyZXQ=", "DPoP BARE_JWT", "X" * 2000],
+    ids=["bare JWT", "Bearer", "Basic", "DPoP", "2000 characters"],
+)
+def test_authorization_value_is_never_echoed(tts: Tts, authorization: str) -> None:
+    """issue 10: a bare JWT in Authorization came back in WWW-Authenticate (everything before the first space was
+    taken as the scheme). Nothing of the request is echoed into a header or the body."""
+    credential = tts.gateway_assertion()
+    value = authorization.replace("BARE_JWT", credential)
+    response = tts.post(tts.form(), headers={"Authorization": value})
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
+    assert response.headers["www-authenticate"] == CHALLENGE
+    sent = value.split(" ")[-1]
+    for header_value in response.headers.values():
+        assert sent not in header_value and credential not in header_value
+    assert sent not in response.text and credential not in response.text
 
 
 def test_workload_not_allowed_the_subject_type_is_unauthorized_client(tts: Tts) -> None:

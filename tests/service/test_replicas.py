@@ -200,3 +200,17 @@ def test_bad_config_fails_at_startup_naming_the_field(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "trust_domains: Input should be a valid list" in result.stderr
+
+
+@pytest.mark.parametrize("level, startup_line", [("info", True), ("warning", False)])
+def test_serve_log_level(tmp_path: Path, replicas: list[Replica], level: str, startup_line: bool) -> None:
+    """issue 10: ``txtoken serve`` had no ``--log-level``; at ``warning`` its start-up line (INFO) is left out."""
+    replica = Replica(["--log-level", level], tmp_path, env={"TXTOKEN_DATA_DIR": str(tmp_path / "data")})
+    replicas.append(replica)
+    replica.wait_ready()
+    log = replica.stop()
+    assert ("txtoken serve: development default" in log) is startup_line
+    refused = subprocess.run(
+        [sys.executable, "-m", "txtoken", "serve", "--log-level", "loud"], capture_output=True, text=True, timeout=30
+    )
+    assert refused.returncode == 2 and "--log-level" in refused.stderr

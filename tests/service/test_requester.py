@@ -3,6 +3,11 @@ Actions) and mTLS through the trusted proxy's forwarded client certificate; the 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,8 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from txtoken.claims import CLIENT_ASSERTION_TYPE_JWT_BEARER
+from txtoken.claims import CLIENT_ASSERTION_TYPE_JWT_BEARER, TOKEN_TYPE_ACCESS_TOKEN
+from txtoken.client import AsyncTokenServiceClient
+from txtoken.credentials import KeyPairAssertionSource
+from txtoken.errors import TokenServiceUnavailable
+from txtoken.replay import MemoryReplayStore
+from txtoken.service import TokenService, create_app
 
+from ..conftest import RunningServer
 from .conftest import GATEWAY, IDENTIFIER, ORDERS, PAYMENTS, TRUST_DOMAIN, StartTts, Tts, assertion, tamper
 
 XFCC = "x-forwarded-client-cert"
@@ -185,3 +196,151 @@ def test_bad_signatures_are_refused_for_the_signature(tts: Tts) -> None:
     assert "signature_invalid" in _invalid_client(_replace(tts, tamper(tts.platform.k8s_token(), jti="x")))
     response = tts.post(tts.form(subject_token=tamper(tts.platform.access_token(), jti="x")))
     assert "signature_invalid" in response.json()["error_description"]
+
+
+# --- issue 10: client assertions are capped, single-use (key pairs), for one audience, asymmetric ------------------
+
+YEAR = 365 * 86400
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"exp_in": YEAR}, {"exp_in": 3 * YEAR}, {"exp_in": 301}, {"exp_in": 3600, "iat": None}],
+    ids=["one year", "three years", "301 s", "an hour, no iat"],
+)
+def test_key_pair_assertion_lifetime_is_capped(tts: Tts, changes: dict[str, Any]) -> None:
+    """issue 10: key-pair assertions valid for one and for three years were accepted. ``exp - iat`` and ``exp - now``
+    are capped at ``key_assertion_max_lifetime`` (default 300 s)."""
+    description = _invalid_client(tts.post(tts.form(client_assertion=tts.gateway_assertion(**changes))))
+    assert "lifetime_too_long" in description
+    assert tts.post(tts.form(client_assertion=tts.gateway_assertion(exp_in=300))).status_code == 200
+
+
+def test_key_pair_assertion_cap_is_configurable(start_tts: StartTts) -> None:
+    def longer(data: dict[str, Any]) -> None:
+        data["key_assertion_max_lifetime"] = 900
+
+    tts = start_tts(longer)
+    assert tts.post(tts.form(client_assertion=tts.gateway_assertion(exp_in=900))).status_code == 200
+    assert "lifetime_too_long" in _invalid_client(
+        tts.post(tts.form(client_assertion=tts.gateway_assertion(exp_in=901)))
+    )
+
+
+def test_key_pair_assertion_needs_a_jti(tts: Tts) -> None:
+    """issue 10: a key-pair assertion must carry a jti (it is what makes it single-use)."""
+    description = _invalid_client(tts.post(tts.form(client_assertion=tts.gateway_assertion(jti=None))))
+    assert "claim_invalid" in description
+
+
+def test_replayed_key_pair_assertion_is_refused(tts: Tts) -> None:
+    """issue 10: a key-pair assertion was accepted again when replayed; its jti is now used once within its
+    lifetime. Another workload's assertion with the same jti is a different assertion."""
+    replayed = tts.gateway_assertion(jti="once")
+    assert tts.post(tts.form(client_assertion=replayed)).status_code == 200
+    assert "already used" in _invalid_client(tts.post(tts.form(client_assertion=replayed)))
+    assert "already used" in _invalid_client(tts.post(tts.form(client_assertion=tts.gateway_assertion(jti="once"))))
+    assert tts.post(tts.form(client_assertion=tts.gateway_assertion())).status_code == 200
+
+
+def test_replicas_sharing_a_replay_store_refuse_a_replay_at_either(
+    tts: Tts, serve: Callable[..., RunningServer]
+) -> None:
+    """The replay store is injected into the service, so replicas can share one (here an in-memory store shared by
+    two TTS apps; a networked store backs real replicas)."""
+    store = MemoryReplayStore()
+    first, second = (
+        Tts(serve(create_app(s), proxy_headers=False).url, tts.settings, s, tts.platform, tts.keys)
+        for s in (TokenService.build(tts.settings, replay_store=store) for _ in range(2))
+    )
+    used = tts.gateway_assertion()
+    assert first.post(first.form(client_assertion=used)).status_code == 200
+    assert "already used" in _invalid_client(second.post(second.form(client_assertion=used)))
+
+
+def test_full_replay_store_is_temporarily_unavailable_never_open(tts: Tts, serve: Callable[..., RunningServer]) -> None:
+    """A replay store that cannot remember another jti refuses (503 temporarily_unavailable): never fail open."""
+    service = TokenService.build(tts.settings, replay_store=MemoryReplayStore(max_entries=1))
+    small = Tts(serve(create_app(service), proxy_headers=False).url, tts.settings, service, tts.platform, tts.keys)
+    assert small.post(small.form()).status_code == 200
+    response = small.post(small.form())
+    assert (response.status_code, response.json()["error"]) == (503, "temporarily_unavailable")
+
+
+def test_platform_assertion_lifetime_is_capped_at_the_platforms(tts: Tts) -> None:
+    """issue 10: a platform token is capped at its platform's lifetime (Kubernetes default: one day; SPIFFE and
+    GitHub Actions: one hour) and may be reused within it, as the platform hands the same token out."""
+    assert "lifetime_too_long" in _invalid_client(_replace(tts, tts.platform.k8s_token(exp_in=YEAR)))
+    assert "lifetime_too_long" in _invalid_client(_replace(tts, tts.platform.svid(exp_in=3601)))
+    assert "lifetime_too_long" in _invalid_client(_replace(tts, tts.platform.github_token(exp_in=7200)))
+    reused = tts.platform.k8s_token(exp_in=86400)
+    assert _replace(tts, reused).status_code == 200
+    assert _replace(tts, reused).status_code == 200
+
+
+def test_platform_assertion_cap_is_configurable_per_issuer(start_tts: StartTts) -> None:
+    def shorter(data: dict[str, Any]) -> None:
+        data["issuers"]["k8s"]["assertion_max_lifetime"] = 600
+
+    tts = start_tts(shorter)
+    assert "lifetime_too_long" in _invalid_client(_replace(tts, tts.platform.k8s_token(exp_in=601)))
+    assert _replace(tts, tts.platform.k8s_token(exp_in=600)).status_code == 200
+
+
+def test_assertion_aud_array_must_hold_only_the_tts(tts: Tts) -> None:
+    """issue 10 (draft-ietf-oauth-rfc7523bis): an array aud is accepted only if it holds exactly the TTS's identifier;
+    an assertion also addressed to another party could be replayed by it."""
+    both = [IDENTIFIER, "https://other-as.example"]
+    assert "aud_invalid" in _invalid_client(tts.post(tts.form(client_assertion=tts.gateway_assertion(aud=both))))
+    assert "aud_invalid" in _invalid_client(_replace(tts, tts.platform.k8s_token(aud=both)))
+    assert tts.post(tts.form(client_assertion=tts.gateway_assertion(aud=[IDENTIFIER]))).status_code == 200
+    assert _replace(tts, tts.platform.k8s_token(aud=[IDENTIFIER])).status_code == 200
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _hs256(claims: dict[str, Any], secret: bytes, kid: str | None) -> str:
+    header: dict[str, Any] = {"alg": "HS256", "typ": "JWT"} | ({"kid": kid} if kid else {})
+    signing_input = f"{b64url_encode(json.dumps(header).encode())}.{b64url_encode(json.dumps(claims).encode())}"
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url_encode(mac)}"
+
+
+@pytest.mark.parametrize("kid", [None, "gateway"], ids=["client_secret_jwt", "HMAC under the gateway's kid"])
+def test_hs256_client_secret_jwt_assertion_is_refused(tts: Tts, kid: str | None) -> None:
+    """issue 10: an HS256 (``client_secret_jwt``) assertion is refused: the TTS accepts only asymmetric assertions
+    (§11.5 SHOULD), even one MACed with the workload's public key under its kid."""
+    now = int(time.time())
+    claims = {"iss": GATEWAY, "sub": GATEWAY, "aud": IDENTIFIER, "iat": now, "exp": now + 60, "jti": "hs"}
+    public_jwk = json.dumps(tts.keys.gateway.verification_key.to_jwk()).encode()
+    forged = _hs256(claims, public_jwk, tts.keys.gateway.kid if kid else None)
+    description = _invalid_client(tts.post(tts.form(client_assertion=forged)))
+    # Without a kid the header is refused before its alg is looked at.
+    assert description in {"client_assertion: alg_not_allowed", "client_assertion: token_malformed"}
+    assert kid is None or description == "client_assertion: alg_not_allowed"
+
+
+@pytest.mark.anyio
+async def test_client_retries_with_a_fresh_assertion_after_a_503(start_tts: StartTts) -> None:
+    """A 503 answered after the assertion was accepted (here: the subject token's issuer is down) is retried, and each
+    attempt must carry a new assertion: the client had reused the first one, which the TTS now refuses as a replay."""
+
+    def idp_down(data: dict[str, Any]) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            data["issuers"]["idp"]["jwks_uri"] = f"http://127.0.0.1:{sock.getsockname()[1]}/jwks"
+
+    tts = start_tts(idp_down)
+    subject = tts.platform.access_token()
+    with tts.client(retries=1) as client, pytest.raises(TokenServiceUnavailable):
+        client.exchange(subject_token=subject, subject_token_type=TOKEN_TYPE_ACCESS_TOKEN, scope="trade.stocks")
+    credential = KeyPairAssertionSource(tts.keys.gateway, workload_id=GATEWAY, audience=IDENTIFIER)
+    async with AsyncTokenServiceClient(
+        tts.token_endpoint, credential=credential, trust_domain=TRUST_DOMAIN, retries=1
+    ) as async_client:
+        with pytest.raises(TokenServiceUnavailable):
+            await async_client.exchange(
+                subject_token=subject, subject_token_type=TOKEN_TYPE_ACCESS_TOKEN, scope="trade.stocks"
+            )

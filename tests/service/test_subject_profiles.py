@@ -18,7 +18,19 @@ from txtoken.claims import (
 )
 from txtoken.mint import encode_jws
 
-from .conftest import API_AUDIENCE, BATCH, CI, GATEWAY, GITLAB_JOB, IDENTIFIER, ISSUERS, TRUST_DOMAIN, Tts, tamper
+from .conftest import (
+    API_AUDIENCE,
+    BATCH,
+    CI,
+    GATEWAY,
+    GITLAB_JOB,
+    IDENTIFIER,
+    ISSUERS,
+    OIDC_CLIENT,
+    TRUST_DOMAIN,
+    Tts,
+    tamper,
+)
 
 
 def _issue(tts: Tts, **params: Any) -> dict[str, Any]:
@@ -42,7 +54,7 @@ def _refused(tts: Tts, error: str = "invalid_request", **params: Any) -> str:
 
 def test_jwt_access_token_accepted(tts: Tts) -> None:
     claims = _issue(tts, subject_token=tts.platform.access_token(sub="alice"), scope="trade.read")
-    assert claims["sub"] == "alice"
+    assert claims["sub"] == "user:alice"
     assert claims["scope"] == "trade.read"
 
 
@@ -96,6 +108,23 @@ def test_id_token_scope_beyond_the_bound_refused(tts: Tts) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "typ, accepted", [("", True), ("JWT", True), ("application/jwt", True), ("at+jwt", False), ("txntoken+jwt", False)]
+)
+def test_id_token_typ_is_absent_or_jwt(tts: Tts, typ: str, accepted: bool) -> None:
+    """The id_token profile's typ rule, as docs/service.md states it (issue 10: the page left it out)."""
+    now = int(time.time())
+    claims = {"iss": ISSUERS["oidc"], "sub": "bob", "aud": OIDC_CLIENT, "iat": now, "exp": now + 60}
+    form = tts.form(
+        subject_token=tts.platform.sign("oidc", claims, typ=typ),  # an empty typ leaves the header out
+        subject_token_type=TOKEN_TYPE_ID_TOKEN,
+        scope="profile.read",
+    )
+    response = tts.post(form)
+    assert response.status_code == (200 if accepted else 400), response.text
+    assert accepted or "typ_invalid" in response.json()["error_description"]
+
+
 ID_TOKEN_FORGERIES: dict[str, Callable[[Tts], str]] = {
     "wrong issuer": lambda t: t.platform.id_token(iss=ISSUERS["idp"]),
     "wrong audience": lambda t: t.platform.id_token(aud="another-client"),
@@ -125,7 +154,7 @@ def test_opaque_access_token_accepted_via_introspection(tts: Tts) -> None:
         "client_id": "web-app",
     }
     claims = _issue(tts, subject_token="opaque-ok-1", scope="trade.read")
-    assert claims["sub"] == "dave"
+    assert claims["sub"] == "user:dave"
     assert "opaque-ok-1" not in json.dumps(claims)
 
 
@@ -169,7 +198,7 @@ def _self_signed(tts: Tts, **changes: Any) -> str:
 def test_self_signed_accepted(tts: Tts) -> None:
     """§11.2.1: the TTS SHALL use sub, and SHALL verify aud is its own identifier."""
     claims = _issue(tts, subject_token=_self_signed(tts), subject_token_type=TOKEN_TYPE_SELF_SIGNED, scope="trade.read")
-    assert claims["sub"] == "carol"
+    assert claims["sub"] == "gateway:carol"
     assert claims["req_wl"] == GATEWAY
 
 
@@ -209,7 +238,7 @@ def test_unsigned_json_accepted_for_an_allowed_requester(tts: Tts) -> None:
     claims = _issue(
         tts, subject_token='{"sub": "erin"}', subject_token_type=TOKEN_TYPE_UNSIGNED_JSON, scope="trade.read"
     )
-    assert claims["sub"] == "erin"
+    assert claims["sub"] == "gateway:erin"
 
 
 @pytest.mark.parametrize(

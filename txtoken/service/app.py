@@ -15,10 +15,12 @@ import gc
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+import traceback
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,6 +30,7 @@ from starlette.routing import Route
 from txtoken.claims import GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_TXN_TOKEN
 from txtoken.errors import ConfigurationError, InvalidClient, InvalidRequest, TokenServiceError
 from txtoken.keys import ALGORITHMS
+from txtoken.replay import MemoryReplayStore, ReplayStore
 from txtoken.service.audit import AuditLog
 from txtoken.service.config import SUBJECT_TOKEN_TYPES, ServiceSettings
 from txtoken.service.exchange import IssuedToken, TokenExchange
@@ -44,7 +47,15 @@ logger = logging.getLogger("txtoken.service")
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _FORM_TYPE = "application/x-www-form-urlencoded"
-_AUTH_SCHEME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+#: The client authentication methods of the TTS (RFC 8414 names); the ``invalid_client`` challenge names them.
+_AUTH_METHODS = ("private_key_jwt", "tls_client_auth")
+# RFC 9110 §11.6.1: a 401 carries a challenge. The TTS supports no HTTP authentication scheme, so the challenge is a
+# constant naming the methods it does support; nothing of the request (such as the scheme a client tried) goes in it.
+_CHALLENGE = ", ".join(f'{method} realm="txtoken"' for method in _AUTH_METHODS)
+_SECRET_PARAMETERS = frozenset({"subject_token", "client_assertion", "actor_token"})
+_SECRET_HEADERS = ("authorization", "txn-token")
+# Base64url of a JSON object ('{"' encodes to "eyJ"): a JWS or JWT, whole or truncated.
+_JWS = re.compile(r"eyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){0,2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +71,15 @@ class TokenService:
 
     @classmethod
     def build(
-        cls, settings: ServiceSettings, *, audit: AuditLog | None = None, clock: Callable[[], float] = time.time
+        cls,
+        settings: ServiceSettings,
+        *,
+        audit: AuditLog | None = None,
+        clock: Callable[[], float] = time.time,
+        replay_store: ReplayStore | None = None,
     ) -> TokenService:
+        """Assemble the service; ``replay_store`` remembers key-pair assertions' ``jti`` (default: in this process,
+        :class:`~txtoken.replay.MemoryReplayStore`; replicas behind one load balancer need a shared store)."""
         keystore = KeyStore(
             settings.key_dir,
             create=settings.mode == "development",
@@ -76,6 +94,8 @@ class TokenService:
             identifier=settings.identifier,
             trusted_proxy=settings.trusted_proxy,
             leeway=settings.leeway,
+            key_assertion_max_lifetime=settings.key_assertion_max_lifetime,
+            replay_store=replay_store if replay_store is not None else MemoryReplayStore(),
         )
         profiles = SubjectProfiles(settings, issuers, KeyStoreKeySource(keystore))
         exchange = TokenExchange(settings, authenticator, profiles, keystore, audit or AuditLog(), clock=clock)
@@ -83,20 +103,37 @@ class TokenService:
         return cls(settings, keystore, policy, profiles, exchange, wit)
 
 
-def _oauth_error(exc: TokenServiceError, request: Request) -> JSONResponse:
+def _oauth_error(exc: TokenServiceError) -> JSONResponse:
     headers = dict(_NO_STORE)
-    authorization = request.headers.get("authorization")
-    if isinstance(exc, InvalidClient) and authorization:
-        scheme = authorization.split(" ", 1)[0]
-        # RFC 6749 §5.2: answer a failed HTTP authentication with a challenge in the scheme the client used.
-        headers["WWW-Authenticate"] = f'{scheme if _AUTH_SCHEME.fullmatch(scheme) else "Basic"} realm="txtoken"'
+    if isinstance(exc, InvalidClient):
+        headers["WWW-Authenticate"] = _CHALLENGE
     body = {"error": exc.oauth_error or "invalid_request", "error_description": exc.message}
     return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
 
-def _server_error(exc: Exception) -> JSONResponse:
-    """A bug: answer without details, log without the request."""
-    logger.error("token endpoint failed: %s", type(exc).__name__)
+def _request_secrets(body: bytes, headers: Mapping[str, Sequence[str]]) -> list[str]:
+    """The credentials a request carries (tokens, assertion, ``Authorization``), as sent and as decoded."""
+    found = [value for name in _SECRET_HEADERS for value in headers.get(name, [])]
+    form = body.decode("utf-8", "replace")
+    for pair in form.split("&"):
+        name, _, raw = pair.partition("=")
+        if name in _SECRET_PARAMETERS:
+            found.append(raw)
+    found += [value for name, value in parse_qsl(form, keep_blank_values=True) if name in _SECRET_PARAMETERS]
+    return found
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` without the given secrets and without anything shaped like a JWS or JWT."""
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return _JWS.sub("[redacted]", text)
+
+
+def _server_error(exc: Exception, body: bytes, headers: Mapping[str, Sequence[str]]) -> JSONResponse:
+    """A bug: answer without details; log the traceback, scrubbed of the request's credentials."""
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    logger.error("token endpoint failed: %s", _scrub(text, _request_secrets(body, headers)))
     return JSONResponse({"error": "server_error"}, status_code=500, headers=_NO_STORE)
 
 
@@ -154,6 +191,10 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
     settings = tts.settings
 
     async def token(request: Request) -> Response:
+        body = b""
+        headers: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            headers.setdefault(name.lower(), []).append(value)
         try:
             content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if content_type != _FORM_TYPE:
@@ -161,30 +202,30 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
             body = await _read_body(request, settings.max_request_size)
         except TokenServiceError as exc:  # refused before the exchange, so before its audit record
             _log_refusal(request, exc)
-            return _oauth_error(exc, request)
+            return _oauth_error(exc)
         except Exception as exc:
-            return _server_error(exc)
+            return _server_error(exc, body, headers)
         try:
-            headers: dict[str, list[str]] = {}
-            for name, value in request.headers.items():
-                headers.setdefault(name.lower(), []).append(value)
             peer = request.client.host if request.client else None
             issued = await tts.exchange.exchange(body, headers, peer)
         except TokenServiceError as exc:
-            return _oauth_error(exc, request)
+            return _oauth_error(exc)
         except Exception as exc:
-            return _server_error(exc)
+            return _server_error(exc, body, headers)
         return _success(issued)
 
     async def wit(request: Request) -> Response:
         assert tts.wit is not None  # noqa: S101 (routed only when configured)
+        body = b""
+        headers: dict[str, list[str]] = {}
         try:
-            issued = await tts.wit.issue(*await _form_request(request, settings.max_request_size))
+            body, headers, peer = await _form_request(request, settings.max_request_size)
+            issued = await tts.wit.issue(body, headers, peer)
         except TokenServiceError as exc:
             _log_refusal(request, exc)
-            return _oauth_error(exc, request)
+            return _oauth_error(exc)
         except Exception as exc:
-            return _server_error(exc)
+            return _server_error(exc, body, headers)
         body_out = {"wit": issued.token, "workload": issued.workload, "expires_in": issued.expires_in}
         return JSONResponse(body_out, headers=_NO_STORE)
 
@@ -206,7 +247,7 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
                 "grant_types_supported": [GRANT_TYPE_TOKEN_EXCHANGE],
                 "requested_token_types_supported": [TOKEN_TYPE_TXN_TOKEN],
                 "subject_token_types_supported": sorted(SUBJECT_TOKEN_TYPES.values()),
-                "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
+                "token_endpoint_auth_methods_supported": list(_AUTH_METHODS),
                 "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
                 "txn_token_signing_alg_values_supported": [tts.keystore.current().active.alg],
                 "trust_domains": settings.trust_domains,

@@ -14,7 +14,14 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from txtoken.claims import (
     TOKEN_TYPE_ACCESS_TOKEN,
@@ -72,6 +79,8 @@ _DEFAULT_ROLES: dict[str, list[Role]] = {
     "gitlab_ci": ["client_assertion", "subject"],
 }
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: Subject token types whose ``sub`` the requesting workload asserts (named with its ``asserted_subject_prefix``).
+_ASSERTED_SUBJECT_TYPES = frozenset({TOKEN_TYPE_SELF_SIGNED, TOKEN_TYPE_UNSIGNED_JSON})
 _SCOPE_TOKEN_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
 
 ClaimRule = str | int | bool | list[str | int | bool] | dict[str, Any]
@@ -156,6 +165,7 @@ class IssuerConfig(_Model):
     client_id: str | None = None
     client_secret: SecretStr | None = None
     timeout: Annotated[float, Field(gt=0)] = 5.0
+    assertion_max_lifetime: Annotated[int, Field(gt=0)] | None = None
 
     @field_validator("jwks_uri", "introspection_endpoint")
     @classmethod
@@ -282,6 +292,16 @@ class WorkloadConfig(_Model):
         return full
 
 
+class EnvironmentVariables(EnvSettingsSource):
+    """``TXTOKEN_*`` variables; lists are JSON, and ``TXTOKEN_TRUST_DOMAINS`` may also be bare names separated by
+    commas (``example.com``)."""
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        if field_name == "trust_domains" and isinstance(value, str) and not value.lstrip().startswith("["):
+            return [name.strip() for name in value.split(",")]
+        return super().prepare_field_value(field_name, field, value, value_is_complex)
+
+
 class _Sources(BaseSettings):
     """Environment variables override the file: ``TXTOKEN_MODE``, ``TXTOKEN_KEYS__DIR``, JSON for lists."""
 
@@ -296,7 +316,7 @@ class _Sources(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)
+        return (EnvironmentVariables(settings_cls), init_settings)
 
 
 class ServiceSettings(_Sources):
@@ -304,12 +324,14 @@ class ServiceSettings(_Sources):
 
     mode: Literal["development", "production"] = "production"
     identifier: str = Field(min_length=1)
-    trust_domains: list[str] = Field(min_length=1)
+    trust_domains: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     public_url: str | None = None
     data_dir: Path = Path(".txtoken")
     algorithm: Algorithm = "ES256"
     lifetime: Annotated[int, Field(gt=0)] = DEFAULT_MAX_LIFETIME
     max_lifetime: Annotated[int, Field(gt=0)] = DEFAULT_MAX_LIFETIME
+    cap_at_subject_exp: bool = False
+    key_assertion_max_lifetime: Annotated[int, Field(gt=0)] = 300
     leeway: Annotated[int, Field(ge=0)] = DEFAULT_LEEWAY
     self_signed_max_age: Annotated[int, Field(gt=0)] = 300
     max_replacements: Annotated[int, Field(ge=0)] = 8
@@ -334,19 +356,11 @@ class ServiceSettings(_Sources):
             raise ValueError("issuers: at most one introspection issuer")
         seen_ids: set[str] = set()
         mtls_uris: set[str] = set()
-        prefixes: dict[str, str] = {}
         for name, issuer in self.issuers.items():
             if self.mode == "production" and WILDCARD in (issuer.scopes or []):
                 # A '*' bound would treat every subject token of this issuer as unconstrained (§13.14).
                 raise ValueError(f"issuers.{name}.scopes: '*' is only accepted in development mode")
-            if "subject" in issuer.effective_roles:
-                # One issuer may be configured twice (JWT and introspection); distinct issuers need distinct prefixes.
-                other = prefixes.setdefault(issuer.subject_prefix, issuer.issuer)
-                if other != issuer.issuer:
-                    raise ValueError(
-                        f"issuers.{name}.subject_prefix: {issuer.subject_prefix!r} is already used by issuer "
-                        f"{other!r}; sub must be unique within the trust domain"
-                    )
+        self._check_subject_prefixes()
         for i, workload in enumerate(self.workloads):
             where = f"workloads.{i}"
             if workload.id in seen_ids:
@@ -378,6 +392,31 @@ class ServiceSettings(_Sources):
                     mtls_uris.add(uri)
         return self
 
+    def _check_subject_prefixes(self) -> None:
+        """§9.2: ``sub`` is unique within the trust domain. Each source of subjects (an issuer with the ``subject``
+        role, a workload that may assert subjects) names them with its own prefix, and no prefix may begin another:
+        then ``prefix + sub`` can only come from one source. An empty prefix is thus only possible for a sole
+        source. One issuer configured twice (JWT and introspection) is one source."""
+        sources: list[tuple[str, str, str]] = [
+            (f"issuers.{name}.subject_prefix", f"issuer {issuer.issuer!r}", issuer.subject_prefix)
+            for name, issuer in self.issuers.items()
+            if "subject" in issuer.effective_roles
+        ]
+        sources += [
+            (f"workloads.{i}.asserted_subject_prefix", f"workload {w.id!r}", w.asserted_subject_prefix)
+            for i, w in enumerate(self.workloads)
+            if _ASSERTED_SUBJECT_TYPES.intersection(w.subject_token_types)
+        ]
+        for j, (where, owner, prefix) in enumerate(sources):
+            for other_where, other_owner, other_prefix in sources[:j]:
+                same_source = owner == other_owner and prefix == other_prefix
+                if not same_source and (prefix.startswith(other_prefix) or other_prefix.startswith(prefix)):
+                    raise ValueError(
+                        f"{where}: {prefix!r} of {owner} clashes with {other_where} {other_prefix!r} of "
+                        f"{other_owner}: sub must be unique within the trust domain (§9.2), so no subject prefix "
+                        "may begin another (an empty prefix only for a sole source of subjects)"
+                    )
+
 
 def _describe(exc: ValidationError, source: str) -> str:
     problems = []
@@ -405,3 +444,5 @@ def load_settings(path: str | os.PathLike[str] | None = None, **values: Any) -> 
         return ServiceSettings(**data)
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc, source)) from None
+    except SettingsError as exc:  # a TXTOKEN_* variable that cannot be decoded
+        raise ConfigurationError(f"{source}: {exc}") from None

@@ -274,6 +274,11 @@ class TokenExchange:
             rctx, tctx = rctx_in, tctx_in
             data["txn"] = str(uuid.uuid4())
             data["exp"] = iat + workload.lifetime
+            if self._settings.cap_at_subject_exp and subject.expires_at is not None:
+                # §6: a Txn-Token need not outlive the subject token it was issued for.
+                data["exp"] = min(data["exp"], int(subject.expires_at))
+                if data["exp"] <= iat:
+                    raise InvalidRequest("subject_token expires within a second")
         else:
             rctx = self._merge(workload, "request_context", dict(old.rctx), rctx_in, workload.rctx)
             tctx = self._merge(workload, "request_details", dict(old.tctx), tctx_in, workload.tctx)

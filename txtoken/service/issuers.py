@@ -33,6 +33,8 @@ class KindRules:
 
     typs: ClassVar[frozenset[str]] = _PLAIN_JWT
     required: ClassVar[tuple[str, ...]] = ("iss", "sub", "aud", "exp")
+    #: The default cap on the lifetime of such a token used as a client assertion: the platform's own lifetime.
+    assertion_max_lifetime: ClassVar[int] = 3600
 
     def check(self, claims: Mapping[str, Any], issuer: IssuerConfig) -> None:
         """Kind-specific checks beyond the required claims; raises :class:`ClaimInvalid`."""
@@ -65,7 +67,9 @@ class IdTokenRules(KindRules):
 
 class KubernetesRules(KindRules):
     """Kubernetes service-account tokens: ``sub`` is ``system:serviceaccount:<namespace>:<name>`` and agrees with
-    the ``kubernetes.io`` claim."""
+    the ``kubernetes.io`` claim. A projected token lives for its volume's ``expirationSeconds`` (1 h by default)."""
+
+    assertion_max_lifetime = 86400
 
     def check(self, claims: Mapping[str, Any], issuer: IssuerConfig) -> None:
         k8s = claims.get("kubernetes.io")
@@ -107,6 +111,7 @@ class GitLabCiRules(KindRules):
     ``project_path:…``."""
 
     required = ("iss", "sub", "aud", "exp", "project_path", "namespace_path", "ref")
+    assertion_max_lifetime = 86400  # an ID token lives as long as its job may run
 
     def check(self, claims: Mapping[str, Any], issuer: IssuerConfig) -> None:
         if not claims["sub"].startswith(f"project_path:{claims['project_path']}:"):
@@ -147,11 +152,32 @@ class TrustedIssuer:
     def algorithms(self) -> frozenset[str]:
         return frozenset(self.config.algorithms)
 
+    @property
+    def assertion_max_lifetime(self) -> int:
+        """The longest lifetime of this issuer's tokens as client assertions (configured, else its kind's)."""
+        configured = self.config.assertion_max_lifetime
+        return configured if configured is not None else self.rules.assertion_max_lifetime
+
     async def verify(
-        self, jws: CompactJws, *, audiences: frozenset[str], leeway: int, now: float, typs: frozenset[str] | None = None
+        self,
+        jws: CompactJws,
+        *,
+        audiences: frozenset[str],
+        leeway: int,
+        now: float,
+        typs: frozenset[str] | None = None,
+        as_assertion: bool = False,
     ) -> dict[str, Any]:
-        """Verify a token of this issuer: signature, ``typ``, times, audience, kind rules, allowed claims."""
-        rules = JwtRules(typs or self.rules.typs, audiences, self.rules.required, leeway)
+        """Verify a token of this issuer: signature, ``typ``, times, audience, kind rules, allowed claims; a client
+        assertion (``as_assertion``) also within :attr:`assertion_max_lifetime` and for one audience only."""
+        rules = JwtRules(
+            typs or self.rules.typs,
+            audiences,
+            self.rules.required,
+            leeway,
+            max_lifetime=self.assertion_max_lifetime if as_assertion else None,
+            sole_audience=as_assertion,
+        )
         claims = await verify_jwt(jws, keys=self.keys, algorithms=self.algorithms, rules=rules, now=now)
         if "iss" in claims and claims["iss"] != self.config.issuer:
             raise ClaimInvalid("iss is not the configured issuer")

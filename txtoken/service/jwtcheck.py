@@ -15,6 +15,7 @@ from typing import Any
 from txtoken.errors import (
     AudienceMismatch,
     ClaimInvalid,
+    LifetimeTooLong,
     TokenExpired,
     TokenMalformed,
     TokenNotYetValid,
@@ -33,13 +34,19 @@ _STRINGS = ("iss", "sub", "jti", "client_id")
 
 @dataclass(frozen=True, slots=True)
 class JwtRules:
-    """What one kind of JWT must look like."""
+    """What one kind of JWT must look like.
+
+    ``max_lifetime`` caps ``exp - iat`` and ``exp - now`` (a client assertion's lifetime); ``sole_audience`` admits
+    an ``aud`` array only if its one member is accepted (rfc7523bis: an assertion is for one audience).
+    """
 
     typs: frozenset[str]
     audiences: frozenset[str]
     required: tuple[str, ...] = ("iss", "sub", "exp")
     leeway: int = 30
     max_age: int | None = None
+    max_lifetime: int | None = None
+    sole_audience: bool = False
 
 
 def peek_claims(jws: CompactJws) -> dict[str, Any]:
@@ -85,13 +92,20 @@ def _check_times(claims: Mapping[str, Any], rules: JwtRules, now: float) -> None
             raise TokenNotYetValid("iat is in the future")
         if rules.max_age is not None and now - iat > rules.max_age + rules.leeway:
             raise TokenExpired("iat is too far in the past")
+    if rules.max_lifetime is not None and exp is not None:
+        if iat is not None and exp - iat > rules.max_lifetime:
+            raise LifetimeTooLong(f"exp - iat exceeds {rules.max_lifetime} s")
+        if exp - now > rules.max_lifetime + rules.leeway:
+            raise LifetimeTooLong(f"exp is more than {rules.max_lifetime} s away")
 
 
-def _check_audience(claims: Mapping[str, Any], audiences: frozenset[str]) -> None:
+def _check_audience(claims: Mapping[str, Any], rules: JwtRules) -> None:
     aud = claims.get("aud")
     values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-    if not audiences.intersection(values):
+    if not rules.audiences.intersection(values):
         raise AudienceMismatch("aud is not an accepted audience")
+    if rules.sole_audience and len(values) != 1:
+        raise AudienceMismatch("aud must name only this service")
 
 
 async def verify_jwt(
@@ -111,7 +125,7 @@ async def verify_jwt(
     claims = verify_jws(jws, key)
     _check_types(claims, rules.required)
     _check_times(claims, rules, now)
-    _check_audience(claims, rules.audiences)
+    _check_audience(claims, rules)
     return claims
 
 

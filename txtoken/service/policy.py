@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from txtoken.errors import InvalidRequest, InvalidScope, UnauthorizedClient
+from txtoken.errors import InvalidScope, UnauthorizedClient
 from txtoken.keys import load_jwks
 from txtoken.keysource import JwksFileKeySource, KeySource, StaticKeySource
 from txtoken.service.config import WILDCARD, JwtAuthn, KeyAuthn, MtlsAuthn, ServiceSettings, WorkloadConfig
@@ -22,10 +22,11 @@ _SCOPE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
 
 
 def parse_scope(value: str) -> list[str]:
-    """The scope tokens of a ``scope`` parameter (RFC 6749 §3.3), duplicates dropped, order kept."""
+    """The scope tokens of a ``scope`` parameter (RFC 6749 §3.3), duplicates dropped, order kept; a malformed one is
+    ``invalid_scope`` (RFC 6749 §5.2)."""
     tokens = value.split(" ")
     if not value or any(not t or not set(t) <= _SCOPE_CHARS for t in tokens):
-        raise InvalidRequest("scope is not a space-delimited list of scope tokens")
+        raise InvalidScope("scope is not a space-delimited list of scope tokens")
     return list(dict.fromkeys(tokens))
 
 

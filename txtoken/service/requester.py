@@ -4,8 +4,9 @@ Two methods, exactly one per request (RFC 6749 §2.3):
 
 - an RFC 7523 client assertion (``client_assertion_type`` jwt-bearer) whose JWT is either the workload's platform
   credential from a configured issuer (Kubernetes, SPIFFE, GitHub Actions, GitLab CI), matched to a workload by the
-  claims the policy lists, or a JWT the workload signed with its registered key pair (``iss`` = ``sub`` = its id).
-  Either way ``aud`` must be the TTS's identifier;
+  claims the policy lists, or a JWT the workload signed with its registered key pair (``iss`` = ``sub`` = its id,
+  with a ``jti`` used only once). Either way ``aud`` must be the TTS's identifier (alone, if an array) and the lifetime
+  is capped: minutes for a key-pair assertion, the platform's token lifetime for a platform credential;
 - mTLS terminated by the trusted proxy, which forwards the client certificate (Envoy ``x-forwarded-client-cert``);
   the identity is the certificate's URI SAN. The header is honoured only from the trusted proxy's addresses.
 
@@ -14,14 +15,22 @@ A Txn-Token never authenticates a workload (§13.12).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from txtoken.claims import CLIENT_ASSERTION_TYPE_JWT_BEARER, TXN_TOKEN_TYP
-from txtoken.errors import InvalidClient, KeysUnavailable, TokenRejected, TokenServiceUnavailable
+from txtoken.errors import (
+    InvalidClient,
+    KeysUnavailable,
+    ReplayStoreUnavailable,
+    TokenRejected,
+    TokenServiceUnavailable,
+)
 from txtoken.jws import parse_jws, typ_matches
 from txtoken.keys import ALGORITHMS
+from txtoken.replay import ReplayStore
 from txtoken.service.config import TrustedProxyConfig
 from txtoken.service.issuers import IssuerRegistry
 from txtoken.service.jwtcheck import NO_TYP, JwtRules, claims_match, peek_claims, verify_jwt
@@ -109,6 +118,8 @@ class RequesterAuthenticator:
         identifier: str,
         trusted_proxy: TrustedProxyConfig,
         leeway: int,
+        key_assertion_max_lifetime: int,
+        replay_store: ReplayStore,
     ) -> None:
         self._policy = policy
         self._issuers = issuers
@@ -116,6 +127,15 @@ class RequesterAuthenticator:
         self._proxies = [ipaddress.ip_network(a, strict=False) for a in trusted_proxy.addresses]
         self._header = trusted_proxy.header
         self._leeway = leeway
+        self._key_rules = JwtRules(
+            ASSERTION_TYPS,
+            self._audience,
+            ("iss", "sub", "aud", "exp", "jti"),
+            leeway,
+            max_lifetime=key_assertion_max_lifetime,
+            sole_audience=True,
+        )
+        self._replay = replay_store
 
     def _trusted_peer(self, peer: str | None) -> bool:
         if peer is None:
@@ -178,16 +198,23 @@ class RequesterAuthenticator:
             iss = unverified.get("iss")
             keyed = self._policy.keyed_workload(iss) if isinstance(iss, str) else None
             if keyed is not None and keyed.keys is not None:
-                rules = JwtRules(ASSERTION_TYPS, self._audience, ("iss", "sub", "aud", "exp"), self._leeway)
-                claims = await verify_jwt(jws, keys=keyed.keys, algorithms=_ALL_ALGORITHMS, rules=rules, now=now)
+                claims = await verify_jwt(
+                    jws, keys=keyed.keys, algorithms=_ALL_ALGORITHMS, rules=self._key_rules, now=now
+                )
                 if claims["sub"] != keyed.id:
                     raise InvalidClient("a workload key assertion needs sub = iss = the workload id")
+                await self._use_once(keyed.id, claims["jti"], claims["exp"])
                 return Requester(keyed, "key")
             issuer = self._issuers.find(unverified, role="client_assertion", kinds=_PLATFORM_KINDS)
             if issuer is None:
                 raise InvalidClient("the client assertion comes from no trusted issuer")
             claims = await issuer.verify(
-                jws, audiences=self._audience, leeway=self._leeway, now=now, typs=ASSERTION_TYPS | issuer.rules.typs
+                jws,
+                audiences=self._audience,
+                leeway=self._leeway,
+                now=now,
+                typs=ASSERTION_TYPS | issuer.rules.typs,
+                as_assertion=True,
             )
         except TokenRejected as exc:
             raise InvalidClient(f"client_assertion: {exc.code}") from None
@@ -197,3 +224,13 @@ class RequesterAuthenticator:
             if issuer_name == issuer.name and claims_match(rule, claims):
                 return Requester(workload, f"jwt:{issuer_name}")
         raise InvalidClient("no workload of the policy matches the client assertion")
+
+    async def _use_once(self, workload_id: str, jti: str, exp: float) -> None:
+        """A key-pair assertion's ``jti`` is accepted once within the assertion's lifetime (its ``exp``)."""
+        digest = hashlib.sha256(f"{workload_id}\0{jti}".encode()).hexdigest()
+        try:
+            first = await self._replay.afirst_use(f"assertion:{digest}", exp)
+        except ReplayStoreUnavailable:
+            raise TokenServiceUnavailable("the client assertion replay store is unavailable") from None
+        if not first:
+            raise InvalidClient("client_assertion: its jti was already used")

@@ -53,11 +53,13 @@ _MAX_UNSIGNED_JSON = 4096
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """Who the transaction is about, the scope the subject token carries, and the Txn-Token being replaced."""
+    """Who the transaction is about, the scope the subject token carries, when the subject token expires (None when
+    it says not), and the Txn-Token being replaced."""
 
     sub: str
     scopes: frozenset[str] | None
     replaced: VerifiedTxnToken | None = None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +97,11 @@ class _IssuedJwtProfile:
             raise InvalidRequest("subject_token: not issued by a trusted issuer of this token type")
         audiences = frozenset(issuer.config.audiences or [self._identifier])
         claims = await issuer.verify(jws, audiences=audiences, leeway=self._leeway, now=request.now)
-        return Subject(issuer.config.subject_prefix + claims["sub"], issuer.rules.scopes(claims, issuer.config))
+        return Subject(
+            issuer.config.subject_prefix + claims["sub"],
+            issuer.rules.scopes(claims, issuer.config),
+            expires_at=claims["exp"],
+        )
 
 
 class OAuthAccessTokenProfile(_IssuedJwtProfile):
@@ -180,7 +186,7 @@ class IntrospectionProfile:
         scopes = token_scopes(scope) if scope is not None else None
         if scopes is None and config.scopes is not None:
             scopes = frozenset(config.scopes)
-        return Subject(config.subject_prefix + sub, scopes)
+        return Subject(config.subject_prefix + sub, scopes, expires_at=exp)
 
 
 class SelfSignedProfile:
@@ -202,7 +208,9 @@ class SelfSignedProfile:
         claims = await verify_jwt(
             jws, keys=workload.keys, algorithms=_ALL_ALGORITHMS, rules=self._rules, now=request.now
         )
-        return Subject(workload.asserted_subject_prefix + claims["sub"], workload.asserted_subject_scopes)
+        return Subject(
+            workload.asserted_subject_prefix + claims["sub"], workload.asserted_subject_scopes, expires_at=claims["exp"]
+        )
 
 
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -242,7 +250,7 @@ class UnsignedJsonProfile:
         if exp is not None and (not isinstance(exp, int | float) or isinstance(exp, bool) or request.now >= exp):
             raise InvalidRequest("subject_token: token_expired")
         workload = request.workload
-        return Subject(workload.asserted_subject_prefix + sub, workload.asserted_subject_scopes)
+        return Subject(workload.asserted_subject_prefix + sub, workload.asserted_subject_scopes, expires_at=exp)
 
 
 class TxnTokenProfile:
@@ -267,7 +275,7 @@ class TxnTokenProfile:
         verified = await self._verifiers[request.audience].averify(request.token)
         if request.now >= verified.expires_at:
             raise TokenExpired("token has expired")
-        return Subject(verified.sub, verified.scopes, replaced=verified)
+        return Subject(verified.sub, verified.scopes, replaced=verified, expires_at=verified.expires_at)
 
 
 class SubjectProfiles:
