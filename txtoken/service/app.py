@@ -99,7 +99,11 @@ class TokenService:
         )
         profiles = SubjectProfiles(settings, issuers, KeyStoreKeySource(keystore))
         exchange = TokenExchange(settings, authenticator, profiles, keystore, audit or AuditLog(), clock=clock)
-        wit = WitIssuance(settings, authenticator, clock=clock) if settings.wimse is not None else None
+        wit = (
+            WitIssuance(settings, authenticator, replay_store=replay_store, clock=clock)
+            if settings.wimse is not None
+            else None
+        )
         return cls(settings, keystore, policy, profiles, exchange, wit)
 
 
