@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -9,15 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.responses import JSONResponse
 
 from service_mesh_demo.topology import TTS_IDENTIFIER
 from txtoken.client import AsyncTokenServiceClient
 from txtoken.credentials import CredentialSource, EnvCredentialSource, FileCredentialSource, TokenServiceWitSource
+from txtoken.errors import KeysUnavailable
 from txtoken.keysource import RemoteJwksKeySource
 from txtoken.verify import TxnTokenVerifier
 from txtoken.wimse import CallerVerifier, WitVerifier, WptVerifier
 
-__all__ = ["DemoEnv", "configure_logging", "serve_http"]
+__all__ = ["DemoEnv", "configure_logging", "prefetch_keys", "readiness", "serve_http"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class DemoEnv:
     data_dir: Path
     urls: dict[str, str]
     workload_id: str | None
-    address: str  # how others reach it (its WPT audience); empty for a service without a workload identity
+    address: str = ""  # how others reach it (its WPT audience); empty for a service without a workload identity
     log_level: str = "info"
 
     @classmethod
@@ -85,10 +88,32 @@ class DemoEnv:
             WitVerifier(anchors, trust_domain=self.trust_domain, issuers=[TTS_IDENTIFIER]), WptVerifier()
         )
 
-    def verifier(self) -> TxnTokenVerifier:
-        """Verifies with the TTS's published keys (plain http inside the demo's network only: https in production)."""
-        keys = RemoteJwksKeySource(f"{self.urls['tts']}/.well-known/jwks.json", allow_http=True)
-        return TxnTokenVerifier(keys, trust_domain=self.trust_domain, issuer=TTS_IDENTIFIER)
+    def tts_keys(self) -> RemoteJwksKeySource:
+        """The TTS's published keys (plain http inside the demo's network only: https in production)."""
+        return RemoteJwksKeySource(f"{self.urls['tts']}/.well-known/jwks.json", allow_http=True)
+
+    def verifier(self, keys: RemoteJwksKeySource | None = None) -> TxnTokenVerifier:
+        """Verifies Txn-Tokens with ``keys`` (default: the TTS's published keys)."""
+        return TxnTokenVerifier(keys or self.tts_keys(), trust_domain=self.trust_domain, issuer=TTS_IDENTIFIER)
+
+
+async def prefetch_keys(keys: RemoteJwksKeySource) -> None:
+    """Fetch the TTS's keys before taking traffic; if the TTS is not up yet, the key source keeps retrying and
+    :func:`readiness` answers 503 until it has them."""
+    try:
+        await keys.aprefetch()
+    except KeysUnavailable as exc:
+        logging.getLogger("service_mesh_demo").warning("starting without the TTS's keys: %s", exc.message)
+
+
+async def readiness(keys: RemoteJwksKeySource) -> JSONResponse:
+    """``/healthz`` of a service that verifies: ready once it holds the TTS's keys (each probe until then fetches)."""
+    if not keys.ready():
+        with contextlib.suppress(KeysUnavailable):
+            await keys.aprefetch()
+    if keys.ready():
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "waiting for the TTS's keys"}, status_code=503)
 
 
 def configure_logging(env: DemoEnv) -> None:

@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from service_mesh_demo.common import DemoEnv, serve_http
-from service_mesh_demo.hops import Hop, ReportingMiddleware, aforward_trace, note_transaction
+from service_mesh_demo.common import DemoEnv, prefetch_keys, readiness, serve_http
+from service_mesh_demo.hops import Hop, ReportingMiddleware, aforward_trace, note_transaction, note_tts_call
 from service_mesh_demo.idp import ACCESS_TOKEN_AUDIENCE, IDP_ISSUER
 from txtoken.claims import TOKEN_TYPE_ACCESS_TOKEN
 from txtoken.context import use_transaction
@@ -69,7 +69,8 @@ def app(env: DemoEnv, *, idp_keys: KeySource | None = None) -> Starlette:
     """The gateway's routes: ``POST /api/orders``, ``POST /api/orders/{id}/refund``, the viewer and its collector."""
     log = HopLog()
     idp_jwks = idp_keys or RemoteJwksKeySource(f"{env.urls['idp']}/jwks", allow_http=True)
-    verifier = env.verifier()
+    tts_keys = env.tts_keys()
+    verifier = env.verifier(tts_keys)
     tts = env.tts_client()
     orders_url = env.urls["orders"]
     auth = TxnTokenAuth(trusted_hosts=[httpx.URL(orders_url).host], identity=env.identity())
@@ -111,7 +112,9 @@ def app(env: DemoEnv, *, idp_keys: KeySource | None = None) -> Starlette:
             )
             txn = await verifier.averify(issued.access_token)
         except TxTokenError as exc:
+            note_tts_call("exchange", scope, verdict=exc.code)
             return _refusal(exc.code, exc.http_status, exc.message)
+        note_tts_call("exchange", scope, added=details)
         note_transaction(txn, note=f"exchanged the access token for a Txn-Token ({scope})")
         with use_transaction(txn):
             response = await http.post(f"{orders_url}{path}", json=body)
@@ -161,10 +164,11 @@ def app(env: DemoEnv, *, idp_keys: KeySource | None = None) -> Starlette:
         return HTMLResponse(VIEWER.read_text(encoding="utf-8"))
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return await readiness(tts_keys)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await prefetch_keys(tts_keys)
         yield
         await http.aclose()
         await tts.aclose()

@@ -1,10 +1,11 @@
 """Hop reports: every service tells the viewer what it saw, so the demo can draw each transaction hop by hop.
 
 A report carries the service, the protocol, the verified context it ran with (``txn``, ``req_wl``, ``scope``, the
-``tctx`` keys), the verdict and the time spent — never a token. Reports are grouped by a demo trace label
-(``x-demo-trace``) that the scenario sets on its first request and every hop forwards, the way trace context
-travels; it is how a refusal before any token was verified still lands in the right transaction.
-"""
+demo's non-secret ``tctx`` values), the verdict with its plain-language reason, the time spent, and the calls the
+service made to the Txn-Token Service during the hop (the exchange, each replacement) — never a token. Reports are
+grouped by a demo trace label (``x-demo-trace``) that the scenario sets on its first request and every hop forwards,
+the way trace context travels; it is how a refusal before any token was verified still lands in the right
+transaction."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import grpc
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service_mesh_demo.reasons import reason_for
 from txtoken.context import current_caller
 from txtoken.verify import VerifiedTxnToken
 
@@ -36,6 +38,7 @@ __all__ = [
     "aforward_trace",
     "forward_trace",
     "note_transaction",
+    "note_tts_call",
 ]
 
 TRACE_HEADER = "x-demo-trace"
@@ -61,13 +64,26 @@ class Hop:
     req_wl: str | None = None
     scope: str | None = None
     tctx_keys: list[str] = field(default_factory=list)
+    tctx: dict[str, Any] = field(default_factory=dict)  # the demo's order details: not secrets
     note: str = ""
+    reason: str = ""  # why it was refused, in plain words
+    tts: list[dict[str, Any]] = field(default_factory=list)  # what the service asked the TTS for, in order
     caller: str | None = None  # the calling workload (its WIT's sub), once its WIT and WPT verified
 
     def context_from(self, txn: VerifiedTxnToken | None) -> None:
         if txn is not None:
             self.txn, self.req_wl, self.scope = txn.txn, txn.req_wl, txn.scope
             self.tctx_keys = sorted(txn.tctx)
+            self.tctx = dict(sorted(txn.tctx.items()))
+
+    def finish(self, seen: dict[str, Any], txn: VerifiedTxnToken | None) -> Hop:
+        """Complete the report with what the handler noted and the context it ran with."""
+        self.note = str(seen.get("note", ""))
+        self.caller = seen.get("caller")
+        self.tts = list(seen.get("tts", []))
+        self.reason = "" if self.verdict == "ok" else reason_for(self.verdict)
+        self.context_from(txn)
+        return self
 
 
 HopSink = Callable[[Hop], Awaitable[None]]
@@ -96,6 +112,17 @@ def note_transaction(txn: VerifiedTxnToken | None, note: str = "") -> None:
             seen["caller"] = caller.workload
         if note:
             seen["note"] = note
+
+
+def note_tts_call(kind: str, scope: str, *, added: Mapping[str, Any] | None = None, verdict: str = "ok") -> None:
+    """Tell this request's hop report about a call to the TTS: an ``exchange`` or a ``replacement``, the scope asked
+    for, the context it added (non-secret demo values), and ``ok`` or the refusal's code."""
+    seen = _seen.get()
+    if seen is not None:
+        call = {"kind": kind, "scope": scope, "added": dict(added or {}), "verdict": verdict, "at": time.time()}
+        if verdict != "ok":
+            call["reason"] = reason_for(verdict)
+        seen.setdefault("tts", []).append(call)
 
 
 def forward_trace(request: httpx.Request) -> None:
@@ -161,12 +188,11 @@ class ReportingMiddleware:
                     status=str(status),
                     ms=round((time.perf_counter() - started) * 1000, 2),
                     at=started_at,
-                    note=str(seen.get("note", "")),
                 )
-                hop.context_from(scope.get("txtoken") or seen.get("txn"))
                 verified_caller = scope.get("txtoken.caller")
-                hop.caller = verified_caller.workload if verified_caller is not None else None
-                await self.sink(hop)
+                if verified_caller is not None:
+                    seen["caller"] = verified_caller.workload
+                await self.sink(hop.finish(seen, scope.get("txtoken") or seen.get("txn")))
 
 
 class ReportingServerInterceptor(grpc.aio.ServerInterceptor):
@@ -212,11 +238,8 @@ class ReportingServerInterceptor(grpc.aio.ServerInterceptor):
                         status="OK" if ok else getattr(code, "name", str(code)),
                         ms=round((time.perf_counter() - started) * 1000, 2),
                         at=started_at,
-                        note=str(seen.get("note", "")),
                     )
-                    hop.context_from(seen.get("txn"))
-                    hop.caller = seen.get("caller")
-                    await self.sink(hop)
+                    await self.sink(hop.finish(seen, seen.get("txn")))
 
         return grpc.unary_unary_rpc_method_handler(
             reported,

@@ -14,8 +14,14 @@ from typing import Any
 import grpc
 import httpx
 
-from service_mesh_demo.common import DemoEnv, configure_logging
-from service_mesh_demo.hops import ReportingServerInterceptor, aforward_trace, http_sink, note_transaction
+from service_mesh_demo.common import DemoEnv, configure_logging, prefetch_keys
+from service_mesh_demo.hops import (
+    ReportingServerInterceptor,
+    aforward_trace,
+    http_sink,
+    note_transaction,
+    note_tts_call,
+)
 from service_mesh_demo.topology import workload_id
 from txtoken.augment import aaugment
 from txtoken.context import require_transaction
@@ -46,7 +52,8 @@ def encode_message(value: Any) -> bytes:
 
 
 async def serve(env: DemoEnv) -> None:
-    verifier = env.verifier()
+    tts_keys = env.tts_keys()
+    verifier = env.verifier(tts_keys)
     tts = env.tts_client()
     payments_url = env.urls["payments"]
     auth = TxnTokenAuth(trusted_hosts=[httpx.URL(payments_url).host], identity=env.identity())
@@ -55,14 +62,17 @@ async def serve(env: DemoEnv) -> None:
     )
 
     async def reserve(request: dict[str, Any], context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, Any]:
-        note_transaction(require_transaction())
+        txn = require_transaction()
+        note_transaction(txn)
         reservation_id = f"r-{uuid.uuid4().hex[:8]}"
         try:
             async with aaugment(tts, verifier, request_details={"reservation_id": reservation_id}):
+                note_tts_call("replacement", txn.scope, added={"reservation_id": reservation_id})
                 charged = await http.post(
                     f"{payments_url}/charges", params={"order_id": request["order_id"], "amount": request["amount"]}
                 )
         except TxTokenError as exc:
+            note_tts_call("replacement", txn.scope, verdict=exc.code)
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{exc.code}: the TTS refused the replacement")
         if charged.status_code != 200:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{charged.json().get('error')}: payment refused")
@@ -78,6 +88,7 @@ async def serve(env: DemoEnv) -> None:
         ]
     )
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {"Reserve": handler})])
+    await prefetch_keys(tts_keys)  # before the port opens: the launcher's readiness check
     server.add_insecure_port(f"{env.host}:{env.port}")
     await server.start()
     try:

@@ -1,26 +1,47 @@
-"""Run the whole mesh locally: every service of the topology as its own process on loopback ports."""
+"""Where the mesh runs: locally, every service of the topology as its own process on loopback ports (:class:`Mesh`);
+or under compose, seen from a container on its network (:class:`ComposeNetwork`)."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
-import httpx
+from service_mesh_demo.health import ready
+from service_mesh_demo.topology import BY_NAME, COMPOSE_BASE_PORT, COMPOSE_DATA_DIR, SERVICES, Service, service_env
 
-from service_mesh_demo.topology import SERVICES, Service, service_env
-
-__all__ = ["Mesh", "MeshError"]
+__all__ = ["ComposeNetwork", "Mesh", "MeshAddresses", "MeshError"]
 
 READY_TIMEOUT = 30.0
 
 
 class MeshError(RuntimeError):
     """A service did not start; the message names it and ends with its log."""
+
+
+class MeshAddresses(Protocol):
+    """Where the scenario finds a running mesh: each service's URL, and the data directory (keys, tokens)."""
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    def url(self, name: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class ComposeNetwork:
+    """The compose mesh seen from a container on its network: each service is the host of its name, and the
+    container mounts the volumes the scenario reads (the gateway's projected token, the TTS's keys)."""
+
+    data_dir: Path = Path(COMPOSE_DATA_DIR)
+
+    def url(self, name: str) -> str:
+        return f"http://{name}:{COMPOSE_BASE_PORT + BY_NAME[name].offset}"
 
 
 class Mesh:
@@ -58,7 +79,7 @@ class Mesh:
         while time.monotonic() < deadline:
             if self.processes[service.name].poll() is not None:
                 raise MeshError(f"{service.name} exited during start-up\n{self.log_tail(service.name)}")
-            if _ready(service, port):
+            if ready(service, "127.0.0.1", port):
                 return
             time.sleep(0.05)
         raise MeshError(f"{service.name} was not ready after {READY_TIMEOUT:.0f}s\n{self.log_tail(service.name)}")
@@ -91,13 +112,3 @@ class Mesh:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def _ready(service: Service, port: int) -> bool:
-    try:
-        if service.protocol == "grpc":
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200
-    except (OSError, httpx.HTTPError):
-        return False

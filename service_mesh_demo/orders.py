@@ -16,8 +16,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service_mesh_demo.common import DemoEnv, serve_http
-from service_mesh_demo.hops import ReportingMiddleware, TraceClientInterceptor, http_sink, note_transaction
+from service_mesh_demo.common import DemoEnv, prefetch_keys, readiness, serve_http
+from service_mesh_demo.hops import (
+    ReportingMiddleware,
+    TraceClientInterceptor,
+    http_sink,
+    note_transaction,
+    note_tts_call,
+)
 from service_mesh_demo.inventory import RESERVE, encode_message
 from service_mesh_demo.topology import workload_id
 from txtoken.augment import aaugment
@@ -49,14 +55,17 @@ POLICY = Policy(
 
 
 def app(env: DemoEnv) -> Starlette:
-    verifier = env.verifier()
+    tts_keys = env.tts_keys()
+    verifier = env.verifier(tts_keys)
     tts = env.tts_client()
     inventory: dict[str, grpc.aio.UnaryUnaryMultiCallable[dict[str, Any], dict[str, Any]]] = {}
 
     async def place(request: Request) -> Response:
         order = require_transaction().tctx
+        narrowed = "inventory.reserve payments.charge"
         try:
-            async with aaugment(tts, verifier, scope="inventory.reserve payments.charge"):
+            async with aaugment(tts, verifier, scope=narrowed):
+                note_tts_call("replacement", narrowed)
                 reply = await inventory["reserve"](
                     {k: order[k] for k in ("order_id", "item", "quantity", "amount")},
                     timeout=10,
@@ -70,19 +79,22 @@ def app(env: DemoEnv) -> Starlette:
 
     async def refund(request: Request) -> Response:
         # A refund needs payments.refund, which the user never granted: the TTS refuses to widen the scope (§13.15).
+        widened = "orders.refund payments.refund"
         try:
-            async with aaugment(tts, verifier, scope="orders.refund payments.refund"):
+            async with aaugment(tts, verifier, scope=widened):
                 pass
         except TxTokenError as exc:
+            note_tts_call("replacement", widened, verdict=exc.code)
             note_transaction(require_transaction(), note=f"asked the TTS for payments.refund: {exc.code}")
             return JSONResponse({"error": exc.code, "error_description": exc.message}, status_code=403)
         return JSONResponse({"error": "unexpected", "error_description": "the TTS widened the scope"}, status_code=500)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return await readiness(tts_keys)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await prefetch_keys(tts_keys)
         # A grpc.aio channel belongs to the event loop it is created on: the server's.
         identity = aio_client_interceptors(identity=env.identity(), authority=env.urls["inventory"])
         interceptors = [*identity, TraceClientInterceptor()]

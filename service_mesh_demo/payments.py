@@ -5,6 +5,8 @@ Txn-Token carries, and the token must carry inventory's reservation: a token for
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -12,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service_mesh_demo.common import DemoEnv, serve_http
+from service_mesh_demo.common import DemoEnv, prefetch_keys, readiness, serve_http
 from service_mesh_demo.hops import ReportingMiddleware, http_sink
 from service_mesh_demo.topology import workload_id
 from txtoken.context import require_transaction
@@ -35,6 +37,8 @@ POLICY = Policy(
 
 
 def app(env: DemoEnv) -> Starlette:
+    tts_keys = env.tts_keys()
+
     async def charge(request: Request) -> Response:
         txn = require_transaction()
         return JSONResponse(
@@ -42,7 +46,12 @@ def app(env: DemoEnv) -> Starlette:
         )
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return await readiness(tts_keys)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await prefetch_keys(tts_keys)
+        yield
 
     return Starlette(
         routes=[Route("/charges", charge, methods=["POST"]), Route("/healthz", healthz)],
@@ -50,13 +59,14 @@ def app(env: DemoEnv) -> Starlette:
             Middleware(ReportingMiddleware, service="payments", sink=http_sink(env.collector), prefixes=("/charges",)),
             Middleware(
                 TxnTokenMiddleware,
-                verifier=env.verifier(),
+                verifier=env.verifier(tts_keys),
                 policy=POLICY,
                 exempt_paths=["/healthz"],
                 callers=env.callers(),
                 service_urls=[env.address],
             ),
         ],
+        lifespan=lifespan,
     )
 
 

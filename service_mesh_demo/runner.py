@@ -16,7 +16,7 @@ from service_mesh_demo.scenario import StepResult, run_scenario
 from service_mesh_demo.topology import DEFAULT_BASE_PORT, SERVICES
 from txtoken.logs import LOG_LEVELS
 
-__all__ = ["format_result", "main"]
+__all__ = ["format_result", "main", "report", "summary"]
 
 _COLUMNS = ("service", "protocol", "caller", "req_wl", "scope", "tctx keys", "verdict", "ms")
 
@@ -51,7 +51,21 @@ def format_result(result: StepResult) -> str:
     for row in rows:
         lines.append("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     notes = [f"    {hop['service']}: {hop['note']}" for hop in result.hops if hop.get("note")]
-    return "\n".join(lines + notes)
+    reasons = [f"    {hop['service']} refused: {hop['reason']}" for hop in result.hops if hop.get("reason")]
+    return "\n".join(lines + notes + reasons)
+
+
+def summary(results: Sequence[StepResult]) -> str:
+    """The scenario's last line: how many steps had their expected outcome."""
+    return f"{sum(result.passed for result in results)} of {len(results)} steps had the expected outcome."
+
+
+def report(results: Sequence[StepResult]) -> bool:
+    """Print every transaction's table and the summary line; whether every step had its expected outcome."""
+    for result in results:
+        print(format_result(result) + "\n")
+    print(summary(results))
+    return all(result.passed for result in results)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,13 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for service in SERVICES:
                 print(f"  {service.name:<10} {service.protocol:<5} {mesh.url(service.name).removeprefix('http://')}")
             print("\nThe scenario: one purchase, then what must be refused.\n")
-            results = run_scenario(mesh)
-            for result in results:
-                print(format_result(result) + "\n")
-            passed = sum(result.passed for result in results)
-            print(f"{passed} of {len(results)} steps had the expected outcome.")
+            passed = report(run_scenario(mesh))
             if args.once:
-                return 0 if passed == len(results) else 1
+                return 0 if passed else 1
             print(
                 f"\nThe mesh keeps running. Watch the transactions: {mesh.url('gateway')}/\n"
                 f"Logs of every service (the TTS's audit lines among them): {mesh.log_dir}\n"

@@ -49,6 +49,7 @@ class Service:
     needs: tuple[str, ...] = ()
     workload_id: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    published: bool = False  # reachable from the host under compose (the IdP and the gateway: what curl needs)
 
     @property
     def command(self) -> list[str]:
@@ -63,7 +64,7 @@ def workload_id(name: str) -> str:
 
 SERVICES: tuple[Service, ...] = (
     Service("platform", "service_mesh_demo.platform", 9, "http"),
-    Service("idp", "service_mesh_demo.idp", 1, "http"),
+    Service("idp", "service_mesh_demo.idp", 1, "http", published=True),
     Service("tts", "service_mesh_demo.tts", 2, "http", needs=("platform",)),
     Service(
         "payments",
@@ -100,6 +101,7 @@ SERVICES: tuple[Service, ...] = (
         credential="file",
         needs=("idp", "tts", "orders"),
         workload_id=workload_id("gateway"),
+        published=True,
     ),
 )
 """In start order: each service starts after the ones it needs (the gateway's viewer is needed only for reports)."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +82,7 @@ def _mint(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     minter = TxnTokenMinter(
-        KeySet.load(args.keys),
+        KeySet.load(args.keys).at(),  # the key that signs now, by the file's times
         trust_domain=args.trust_domain,
         issuer=args.issuer,
         lifetime=args.lifetime,
@@ -94,12 +96,17 @@ def _mint(args: argparse.Namespace) -> int:
 def _key_source(where: str) -> KeySource:
     if where.startswith(("https://", "http://")):
         url = httpx.URL(where)
-        # One process, one lookup: the defaults (ttl, max_stale) keep the keys fetched at the first lookup usable.
-        return RemoteJwksKeySource(where, allow_http=url.host in _LOOPBACK_HOSTS)
+        # One process, one lookup: the keys fetched now stay usable; a failure names the URL and its cause.
+        remote = RemoteJwksKeySource(where, allow_http=url.host in _LOOPBACK_HOSTS)
+        remote.prefetch()
+        return remote
     return JwksFileKeySource(where)
 
 
 def _verify(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.getLogger("txtoken").addHandler(logging.NullHandler())  # the one error line already names the cause
     token = sys.stdin.read().strip() if args.token == "-" else args.token
     verifier = TxnTokenVerifier(
         _key_source(args.jwks),
@@ -211,17 +218,43 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(at: int, now: int) -> str:
+    stamp = datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{stamp} ({'now' if at <= now else f'+{at - now} s'})"
+
+
+def _timeline(keys: KeySet, now: int) -> list[str]:
+    """What happens when, from the key set's timestamps: the rotation plan ``keys rotate`` prints."""
+    events: list[tuple[int, str]] = []
+    if keys.pending is None:
+        events.append((now, f"{keys.active.kid} signs"))
+    else:
+        events.append((now, f"{keys.pending.key.kid} published, not signing yet; {keys.active.kid} signs"))
+        events.append((keys.pending.activate_at, f"{keys.pending.key.kid} signs; {keys.active.kid} still published"))
+        events.append((keys.pending.retire_previous_at, f"{keys.active.kid} no longer published"))
+    events.extend((p.retire_at, f"{p.key.kid} no longer published") for p in keys.previous if p.retire_at is not None)
+    return [f"  {_when(at, now)}: {what}" for at, what in sorted(events, key=lambda event: event[0])]
+
+
 def _keys_rotate(args: argparse.Namespace) -> int:
     from txtoken.service import load_settings, rotate_keys
     from txtoken.service.defaults import data_dir
+    from txtoken.service.keystore import KEY_FILE
 
     settings = load_settings(args.config) if args.config else None
     directory = Path(args.dir) if args.dir else settings.key_dir if settings else data_dir()
     overlap = args.overlap if args.overlap is not None else settings.keys.rotation_overlap if settings else 1800
-    keys = rotate_keys(directory, overlap=overlap, algorithm=args.alg)
-    published = {key.kid for key in keys.verification_keys()}
-    previous = ", ".join(p.key.kid for p in keys.previous if p.key.kid in published) or "none"
-    print(f"active key {keys.active.kid} ({keys.active.alg}); still published: {previous}", file=sys.stderr)
+    prepublish = (
+        args.prepublish if args.prepublish is not None else settings.keys.rotation_prepublish if settings else 600
+    )
+    now = int(time.time())
+    keys = rotate_keys(directory, overlap=overlap, prepublish=prepublish, algorithm=args.alg, now=now, out=args.out)
+    written = Path(args.out if args.out is not None else directory) / KEY_FILE
+    new = keys.pending.key if keys.pending is not None else keys.active
+    lines = [f"new key {new.kid} ({new.alg}) in {written}; timeline:", *_timeline(keys, now)]
+    others = sorted({key.kid for key in keys.verification_keys(now)} - {keys.active.kid})
+    lines.append(f"active key {keys.active.kid} ({keys.active.alg}); still published: {', '.join(others) or 'none'}")
+    print("\n".join(lines), file=sys.stderr)
     return 0
 
 
@@ -277,10 +310,20 @@ def _parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="manage the Txn-Token Service's signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    rotate = keys_sub.add_parser("rotate", help="make a new key active; the old one stays published for the overlap")
-    rotate.add_argument("--config", help="the service's TOML configuration (for the key directory and overlap)")
+    rotate = keys_sub.add_parser(
+        "rotate", help="add a new key: published first, signing after --prepublish; the old one published for --overlap"
+    )
+    rotate.add_argument("--config", help="the service's TOML configuration (for the key directory and times)")
     rotate.add_argument("--dir", help="the key directory (default: from --config, else $TXTOKEN_DATA_DIR or .txtoken)")
-    rotate.add_argument("--overlap", type=int, help="seconds the old key stays published (default 1800)")
+    rotate.add_argument(
+        "--out", help="write the rotated set to OUT/keys.json (a new directory), not in place: for read-only mounts"
+    )
+    rotate.add_argument(
+        "--prepublish",
+        type=int,
+        help="seconds the new key is published before it signs (default 600): longer than verifiers' JWKS cache time",
+    )
+    rotate.add_argument("--overlap", type=int, help="seconds the old key stays published after that (default 1800)")
     rotate.add_argument("--alg", choices=ALGORITHMS, help="algorithm of the new key (default: the current one's)")
     rotate.set_defaults(run=_keys_rotate)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_ALGORITHM",
     "Algorithm",
     "KeySet",
+    "PendingKey",
     "RetiredKey",
     "SigningKey",
     "VerificationKey",
@@ -287,32 +289,85 @@ class RetiredKey:
 
 
 @dataclass(frozen=True, slots=True)
-class KeySet:
-    """One active signing key and the previous keys still published (rotation with overlap).
+class PendingKey:
+    """The next signing key, published ahead of use: it signs from ``activate_at`` on, and the key it replaces
+    stays published until ``retire_previous_at`` (both NumericDates)."""
 
-    Stored as a JWKS file: the first key is the active one (private JWK), the others are previous keys (public JWKs,
-    each with an optional ``retire_at`` NumericDate after which it is no longer published).
+    key: SigningKey
+    activate_at: int
+    retire_previous_at: int
+
+
+def _numeric_date(jwk: Mapping[str, Any], name: str) -> int | None:
+    value = jwk.get(name)
+    if value is not None and type(value) is not int:
+        raise ConfigurationError(f"{name!r} must be an integer NumericDate")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """One active signing key, the previous keys still published, and at most one pending key (rotation with
+    pre-publication and overlap).
+
+    Stored as a JWKS file: the first key is the active one (private JWK); a pending key is a private JWK with
+    ``activate_at`` (the active key then carries ``retire_at``, when it leaves the JWKS); the others are previous
+    keys (public JWKs, each with an optional ``retire_at`` NumericDate after which it is no longer published).
+    Which key signs at a given moment follows from these timestamps alone (:meth:`at`), so every process reading the
+    file agrees on it, whenever it read the file.
     """
 
     active: SigningKey
     previous: tuple[RetiredKey, ...] = ()
+    pending: PendingKey | None = None
 
     @classmethod
     def generate(cls, alg: Algorithm = DEFAULT_ALGORITHM) -> KeySet:
         return cls(SigningKey.generate(alg))
 
-    def rotate(self, new_key: SigningKey, *, overlap: int, now: float | None = None) -> KeySet:
-        """A key set whose active key is ``new_key``; the old one stays published for ``overlap`` seconds."""
-        at = int(time.time() if now is None else now)
-        kept = tuple(p for p in self.previous if p.retire_at is None or p.retire_at > at)
-        retired = RetiredKey(self.active.verification_key, at + overlap)
-        return KeySet(new_key, (retired, *kept))
+    def at(self, now: float | None = None) -> KeySet:
+        """This key set as it stands at ``now``: the pending key active once its time has come, retired keys gone."""
+        at = time.time() if now is None else now
+        active, previous, pending = self.active, self.previous, self.pending
+        if pending is not None and at >= pending.activate_at:
+            previous = (RetiredKey(active.verification_key, pending.retire_previous_at), *previous)
+            active, pending = pending.key, None
+        kept = tuple(p for p in previous if p.retire_at is None or p.retire_at > at)
+        if active is self.active and len(kept) == len(self.previous):
+            return self
+        return KeySet(active, kept, pending)
+
+    def next_change(self, now: float) -> int | None:
+        """The first time after ``now`` at which :meth:`at` gives another key set (None: never)."""
+        times = [p.retire_at for p in self.previous if p.retire_at is not None]
+        if self.pending is not None:
+            times += (self.pending.activate_at, self.pending.retire_previous_at)
+        later = [t for t in times if t > now]
+        return min(later) if later else None
+
+    def rotate(self, new_key: SigningKey, *, overlap: int, prepublish: int = 0, now: float | None = None) -> KeySet:
+        """A key set in which ``new_key`` signs from ``now + prepublish`` on (published from now), and the key it
+        replaces stays published for ``overlap`` seconds after that.
+
+        With ``prepublish`` 0 the new key signs at once. A key still pending is dropped: it never signed anything.
+        """
+        if overlap < 0 or prepublish < 0:
+            raise ConfigurationError("overlap and prepublish must not be negative")
+        exact = time.time() if now is None else now
+        at = int(exact)
+        current = self.at(at)
+        if prepublish == 0:
+            return KeySet(new_key, (RetiredKey(current.active.verification_key, at + overlap), *current.previous))
+        activate_at = math.ceil(exact) + prepublish  # published for prepublish seconds at least
+        return KeySet(current.active, current.previous, PendingKey(new_key, activate_at, activate_at + overlap))
 
     def verification_keys(self, now: float | None = None) -> list[VerificationKey]:
-        """The keys a verifier should accept now: the active one and previous ones not yet retired."""
-        at = time.time() if now is None else now
-        keys = [self.active.verification_key]
-        keys.extend(p.key for p in self.previous if p.retire_at is None or p.retire_at > at)
+        """The keys a verifier should accept now: the active one, a pending one, previous ones not yet retired."""
+        current = self.at(now)
+        keys = [current.active.verification_key]
+        if current.pending is not None:
+            keys.append(current.pending.key.verification_key)
+        keys.extend(p.key for p in current.previous)
         return keys
 
     def public_jwks(self, now: float | None = None) -> dict[str, Any]:
@@ -321,6 +376,9 @@ class KeySet:
 
     def to_private_jwks(self) -> dict[str, Any]:
         keys: list[dict[str, Any]] = [self.active.to_private_jwk()]
+        if self.pending is not None:
+            keys[0]["retire_at"] = self.pending.retire_previous_at
+            keys.append({**self.pending.key.to_private_jwk(), "activate_at": self.pending.activate_at})
         for p in self.previous:
             jwk = p.key.to_jwk()
             if p.retire_at is not None:
@@ -334,13 +392,22 @@ class KeySet:
         if not isinstance(keys, list) or not keys or not all(isinstance(k, dict) for k in keys):
             raise ConfigurationError("a key set file needs a non-empty 'keys' list of JWKs")
         active = SigningKey.from_jwk(keys[0])
+        active_retire_at = _numeric_date(keys[0], "retire_at")
+        pending: PendingKey | None = None
         previous = []
         for jwk in keys[1:]:
-            retire_at = jwk.get("retire_at")
-            if retire_at is not None and type(retire_at) is not int:
-                raise ConfigurationError("'retire_at' must be an integer NumericDate")
-            previous.append(RetiredKey(VerificationKey.from_jwk(jwk), retire_at))
-        return cls(active, tuple(previous))
+            activate_at = _numeric_date(jwk, "activate_at")
+            if activate_at is None:
+                previous.append(RetiredKey(VerificationKey.from_jwk(jwk), _numeric_date(jwk, "retire_at")))
+                continue
+            if pending is not None:
+                raise ConfigurationError("a key set holds at most one key with 'activate_at'")
+            if active_retire_at is None or active_retire_at < activate_at:
+                raise ConfigurationError("the active key's 'retire_at' must not precede the next key's activate_at")
+            pending = PendingKey(SigningKey.from_jwk(jwk), activate_at, active_retire_at)
+        if active_retire_at is not None and pending is None:
+            raise ConfigurationError("the active key has a 'retire_at' but no key with 'activate_at' replaces it")
+        return cls(active, tuple(previous), pending)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the key set file atomically, readable by the owner only."""
@@ -357,17 +424,21 @@ class KeySet:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> KeySet:
         """Load a key set file (a private JWKS) or a single PEM private key."""
-        raw = Path(path).read_bytes()
+        return cls.parse(Path(path).read_bytes(), origin=str(path))
+
+    @classmethod
+    def parse(cls, raw: bytes, *, origin: str = "key set") -> KeySet:
+        """A key set from the bytes of a key set file (a private JWKS) or a single PEM private key."""
         if raw.lstrip().startswith(b"-----BEGIN"):
             return cls(SigningKey.from_pem(raw))
         try:
             data = json.loads(raw)
-        except ValueError:
-            raise ConfigurationError(f"{path}: not JSON or PEM") from None
+        except (ValueError, RecursionError):
+            raise ConfigurationError(f"{origin}: not JSON or PEM") from None
         if isinstance(data, dict) and "kty" in data:
             return cls(SigningKey.from_jwk(data))
         if not isinstance(data, dict):
-            raise ConfigurationError(f"{path}: expected a JWKS object")
+            raise ConfigurationError(f"{origin}: expected a JWKS object")
         return cls.from_private_jwks(data)
 
 
@@ -381,7 +452,7 @@ def load_jwks(data: Mapping[str, Any] | str | bytes) -> list[VerificationKey]:
     if isinstance(data, str | bytes):
         try:
             data = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
             raise ConfigurationError("JWKS is not valid JSON") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("keys"), list):
         raise ConfigurationError("a JWKS needs a 'keys' list")

@@ -138,7 +138,8 @@ class VerifiedTokenCache(Generic[_Verified]):
     """Tokens already verified (Txn-Tokens, WITs), keyed by the token itself, each dropped at its ``exp``.
 
     Bounded: when full, the oldest entries go first. A hit skips the signature check, so a token seen again (fan-out,
-    retries) costs a hash and a lookup.
+    retries) costs a hash and a lookup. The verifier serves a hit only while the key it was verified with is still
+    published, so retiring a key (a compromised one) takes effect at once, cached tokens included.
     """
 
     def __init__(self, max_entries: int = 10_000, *, clock: Callable[[], float] = time.time) -> None:
@@ -240,7 +241,7 @@ class TxnTokenVerifier:
     def _verify(self, token: str) -> VerifiedTxnToken:
         if self.cache is not None and len(token) <= self._max_token_size:
             cached = self.cache.get(token)
-            if cached is not None:
+            if cached is not None and self.keys.cached_key(cached.kid) is not None:  # its key still published
                 return cached
         jws = self._parse(token)
         key = self.keys.cached_key(jws.header.kid) or self.keys.fetch_key(jws.header.kid)
@@ -249,7 +250,7 @@ class TxnTokenVerifier:
     async def _averify(self, token: str) -> VerifiedTxnToken:
         if self.cache is not None and len(token) <= self._max_token_size:
             cached = self.cache.get(token)
-            if cached is not None:
+            if cached is not None and self.keys.cached_key(cached.kid) is not None:  # its key still published
                 return cached
         jws = self._parse(token)
         key = self.keys.cached_key(jws.header.kid) or await self.keys.afetch_key(jws.header.kid)

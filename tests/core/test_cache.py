@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from txtoken import SigningKey, StaticKeySource, VerificationKey
+from txtoken import KeySet, SigningKey, StaticKeySource, VerificationKey
 from txtoken.errors import AudienceMismatch, ConfigurationError, SignatureInvalid, TokenExpired, UnknownKey
 from txtoken.verify import VerifiedTokenCache
 
@@ -12,22 +12,28 @@ from .conftest import NOW, FakeClock, claims, raises_exactly, rejected, token, v
 
 
 class CountingKeySource:
-    """Wraps a key source and counts every lookup: a cache hit makes none."""
+    """A static key source whose keys count their signature checks: a cache hit makes none."""
 
     def __init__(self, *keys: SigningKey) -> None:
-        self.inner = StaticKeySource([k.verification_key for k in keys])
-        self.lookups = 0
+        source = self
+
+        class CountingKey(VerificationKey):
+            __slots__ = ()
+
+            def verify(self, signing_input: bytes, signature: bytes) -> bool:
+                source.signature_checks += 1
+                return super().verify(signing_input, signature)
+
+        self.inner = StaticKeySource([CountingKey(k.kid, k.alg, k.private_key.public_key()) for k in keys])
+        self.signature_checks = 0
 
     def cached_key(self, kid: str) -> VerificationKey | None:
-        self.lookups += 1
         return self.inner.cached_key(kid)
 
     def fetch_key(self, kid: str) -> VerificationKey:
-        self.lookups += 1
         return self.inner.fetch_key(kid)
 
     async def afetch_key(self, kid: str) -> VerificationKey:
-        self.lookups += 1
         return await self.inner.afetch_key(kid)
 
 
@@ -37,10 +43,10 @@ def test_second_verify_skips_key_lookup_and_signature_check(es256: SigningKey) -
     v = verifier(source, cache_size=100)
     tok = token(es256)
     first = v.verify(tok)
-    assert source.lookups == 1
+    assert source.signature_checks == 1
     again = v.verify(tok)
     assert again is first
-    assert source.lookups == 1
+    assert source.signature_checks == 1
 
 
 @pytest.mark.anyio
@@ -51,16 +57,33 @@ async def test_async_verify_uses_the_same_cache(es256: SigningKey) -> None:
     first = await v.averify(tok)
     assert await v.averify(tok) is first
     assert v.verify(tok) is first
-    assert source.lookups == 1
+    assert source.signature_checks == 1
 
 
 def test_swapped_key_source_proves_the_hit(es256: SigningKey) -> None:
     v = verifier(es256, cache_size=100)
     tok = token(es256)
     v.verify(tok)
-    v.keys = StaticKeySource([])  # no keys at all any more
+    impostor = VerificationKey.from_public_key(SigningKey.generate().private_key.public_key(), kid=es256.kid)
+    v.keys = StaticKeySource([impostor])  # same kid, another key: a signature check would fail
     assert v.verify(tok).sub == "user-42"  # from the cache
-    rejected(v, token(es256, payload=claims(txn="other")), UnknownKey, "kid_unknown")  # anything else needs a key
+    rejected(v, token(es256, payload=claims(txn="other")), SignatureInvalid, "signature_invalid")  # the rest: checked
+
+
+def test_a_cached_token_is_refused_once_its_key_is_no_longer_published(es256: SigningKey) -> None:
+    """issue 10: a verified token stayed cached after its key was retired or removed from the key source."""
+    clock = FakeClock(NOW)
+    old, new = es256, SigningKey.generate()
+    keys = KeySet(old).rotate(new, overlap=60, now=NOW)
+    v = verifier(StaticKeySource.from_key_set(keys, clock=clock), clock=clock, cache_size=100)
+    tok = token(old)  # exp = NOW + 120, beyond the old key's retirement
+    assert v.verify(tok).kid == old.kid
+    clock.now = NOW + 59
+    assert v.verify(tok).kid == old.kid  # within the overlap
+    clock.now = NOW + 60  # retired (a compromised key is retired with --overlap 0)
+    rejected(v, tok, UnknownKey, "kid_unknown")
+    v.keys = StaticKeySource([new.verification_key])  # removed from the key source: the same
+    rejected(v, tok, UnknownKey, "kid_unknown")
 
 
 def test_entries_are_dropped_at_exp(es256: SigningKey) -> None:
@@ -72,12 +95,12 @@ def test_entries_are_dropped_at_exp(es256: SigningKey) -> None:
     assert v.cache is not None and len(v.cache) == 1
     clock.now = NOW + 119
     v.verify(tok)
-    assert source.lookups == 1
+    assert source.signature_checks == 1
     clock.now = NOW + 120
     assert v.cache.get(tok) is None  # at exp the entry is gone...
     assert len(v.cache) == 0
     v.verify(tok)  # ...so the token is verified again (still within the leeway)
-    assert source.lookups == 2
+    assert source.signature_checks == 2
     clock.now = NOW + 150
     rejected(v, tok, TokenExpired, "token_expired")
 
@@ -98,20 +121,20 @@ def test_cache_is_bounded_and_drops_expired_entries_first(es256: SigningKey) -> 
     newcomer = token(es256, payload=claims(txn="d", exp=NOW + 200))
     v.verify(newcomer)
     assert len(v.cache) == 2  # both expired entries went, the live one stayed
-    lookups = source.lookups
+    checks = source.signature_checks
     v.verify(long_lived)
     v.verify(newcomer)
-    assert source.lookups == lookups
+    assert source.signature_checks == checks
     # When nothing has expired, the oldest entry goes first.
     many = [token(es256, payload=claims(txn=f"m{i}", exp=NOW + 300)) for i in range(5)]
     for tok in many:
         v.verify(tok)
     assert len(v.cache) == 3
-    lookups = source.lookups
+    checks = source.signature_checks
     v.verify(many[-1])
-    assert source.lookups == lookups  # the newest is cached
+    assert source.signature_checks == checks  # the newest is cached
     v.verify(many[0])
-    assert source.lookups == lookups + 1  # the oldest was evicted
+    assert source.signature_checks == checks + 1  # the oldest was evicted
 
 
 def test_cache_size_zero_turns_it_off(es256: SigningKey) -> None:
@@ -121,7 +144,7 @@ def test_cache_size_zero_turns_it_off(es256: SigningKey) -> None:
     tok = token(es256)
     for _ in range(3):
         v.verify(tok)
-    assert source.lookups == 3
+    assert source.signature_checks == 3
 
 
 def test_cache_never_serves_a_different_token(es256: SigningKey) -> None:

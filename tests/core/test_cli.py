@@ -263,7 +263,11 @@ def _failure_case(name: str, keys: Keys, tok: str, tmp_path: Path, port: int) ->
         "tampered": ([f"{head}.{payload}.{signature[:-4]}AAAA", "--jwks", jwks, "--trust-domain", TD], None, _SIG),
         "garbage-stdin": (["-", "--jwks", jwks, "--trust-domain", TD], "not a token at all\n", "token_malformed"),
         "unknown-kid": ([tok, "--jwks", str(stranger), "--trust-domain", TD], None, "kid_unknown"),
-        "missing-jwks": ([tok, "--jwks", str(tmp_path / "nope.json"), "--trust-domain", TD], None, "keys_unavailable"),
+        "missing-jwks": (
+            [tok, "--jwks", str(tmp_path / "nope.json"), "--trust-domain", TD],
+            None,
+            "configuration_error",
+        ),
         "endpoint-down": (
             [tok, "--jwks", f"http://127.0.0.1:{port}/jwks", "--trust-domain", TD],
             None,

@@ -315,6 +315,93 @@ def test_rotation_keeps_unretired_keys_and_drops_retired_ones() -> None:
     assert [k.kid for k in later.verification_keys(NOW + 1600)] == [d.kid, c.kid]
 
 
+def test_a_new_key_is_published_before_it_signs() -> None:
+    """issue 10: `keys rotate` made the new key sign at once, so verifiers that had fetched the JWKS shortly before
+    refused every new token. A key now enters the JWKS ``prepublish`` seconds before it signs."""
+    old, new = SigningKey.generate(), SigningKey.generate()
+    keys = KeySet(old).rotate(new, overlap=600, prepublish=300, now=NOW)
+    assert keys.pending is not None
+    assert (keys.pending.activate_at, keys.pending.retire_previous_at) == (NOW + 300, NOW + 900)
+
+    def signer(t: int) -> str:
+        return TxnTokenMinter(keys.at(t), trust_domain=TRUST_DOMAIN, clock=FakeClock(t)).mint(
+            sub="u", scope="s", req_wl="w"
+        )
+
+    def published(t: int) -> set[str]:
+        return {k.kid for k in load_jwks(json.dumps(keys.public_jwks(now=t)))}
+
+    for t in (NOW, NOW + 299):
+        assert keys.at(t).active is old and published(t) == {old.kid, new.kid}
+        assert verifier(keys.verification_keys(t), clock=FakeClock(t)).verify(signer(t)).kid == old.kid
+    for t in (NOW + 300, NOW + 899):
+        assert keys.at(t).active is new and published(t) == {old.kid, new.kid}
+        assert verifier(keys.verification_keys(t), clock=FakeClock(t)).verify(signer(t)).kid == new.kid
+    assert keys.at(NOW + 900).active is new and published(NOW + 900) == {new.kid}
+    # Whenever a key signs, it has been published for at least the prepublication time.
+    for t in range(NOW, NOW + 1000, 7):
+        signing = keys.at(t).active.kid
+        earlier = range(max(NOW, t - 300), t + 1, 10)
+        assert all(signing in {k.kid for k in keys.verification_keys(e)} for e in earlier)
+    assert [keys.next_change(t) for t in (NOW, NOW + 300, NOW + 900)] == [NOW + 300, NOW + 900, None]
+    assert all(set(jwk) <= PUBLIC_MEMBERS for jwk in keys.public_jwks(now=NOW)["keys"])  # the pending key's too
+
+
+def test_a_pending_key_survives_the_key_set_file_and_any_reader_agrees_on_it(tmp_path: Path) -> None:
+    old, new = SigningKey.generate(), SigningKey.generate()
+    KeySet(old).rotate(new, overlap=600, prepublish=300, now=NOW).save(tmp_path / "keys.json")
+    data = json.loads((tmp_path / "keys.json").read_text())
+    assert [(k["kid"], k.get("activate_at"), k.get("retire_at")) for k in data["keys"]] == [
+        (old.kid, None, NOW + 900),
+        (new.kid, NOW + 300, None),
+    ]
+    loaded = KeySet.load(tmp_path / "keys.json")
+    assert loaded.at(NOW + 299).active.kid == old.kid and loaded.at(NOW + 300).active.kid == new.kid
+    assert loaded.at(NOW + 300).active.private_key.private_numbers() == new.private_key.private_numbers()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda ks: ks[0].pop("retire_at"), "retire_at"),
+        (lambda ks: ks[0].update(retire_at=NOW + 299), "retire_at"),
+        (lambda ks: ks[1].update(activate_at="soon"), "activate_at"),
+        (lambda ks: ks.append({**ks[1], "activate_at": NOW + 400}), "at most one"),
+        (lambda ks: ks.pop(1), "replaces it"),
+    ],
+)
+def test_a_key_set_file_with_inconsistent_times_is_refused(change: Any, message: str) -> None:
+    data = KeySet(SigningKey.generate()).rotate(SigningKey.generate(), overlap=600, prepublish=300, now=NOW)
+    document = data.to_private_jwks()
+    change(document["keys"])
+    with pytest.raises(ConfigurationError, match=message):
+        KeySet.from_private_jwks(document)
+
+
+def test_rotating_again_drops_a_key_that_never_signed() -> None:
+    a, b, c = (SigningKey.generate() for _ in range(3))
+    pending = KeySet(a).rotate(b, overlap=600, prepublish=300, now=NOW)
+    urgent = pending.rotate(c, overlap=0, prepublish=0, now=NOW + 10)  # e.g. a compromised key: switch now
+    assert urgent.active is c and urgent.pending is None
+    assert [k.kid for k in urgent.verification_keys(NOW + 10)] == [c.kid]
+    later = pending.rotate(c, overlap=600, prepublish=300, now=NOW + 500)  # b signs since NOW + 300
+    assert later.active is b and later.pending is not None and later.pending.key is c
+    assert [p.key.kid for p in later.previous] == [a.kid]
+
+
+def test_a_prepublication_is_never_shortened_by_a_fraction_of_a_second() -> None:
+    keys = KeySet(SigningKey.generate()).rotate(SigningKey.generate(), overlap=60, prepublish=2, now=NOW + 0.9)
+    assert keys.pending is not None and keys.pending.activate_at - (NOW + 0.9) >= 2
+
+
+def test_a_deeply_nested_jwks_is_a_configuration_error_not_a_crash() -> None:
+    """issue 10: a JWKS document nested deeper than the JSON parser's stack raised RecursionError."""
+    for nested in ("[" * 100_000 + "]" * 100_000, '{"keys": ' + "[" * 100_000 + "]" * 100_000 + "}"):
+        raises_exactly(ConfigurationError, "configuration_error", lambda n=nested: load_jwks(n))  # type: ignore[misc]
+        with pytest.raises(ConfigurationError):
+            KeySet.parse(nested.encode())
+
+
 # --- no private member can leak ---------------------------------------------------------------------------------------
 
 

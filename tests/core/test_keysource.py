@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from txtoken import JwksFileKeySource, KeySet, RemoteJwksKeySource, SigningKey, 
 from txtoken.errors import ConfigurationError, KeysUnavailable, TxTokenError, UnknownKey
 
 from ..conftest import RunningServer
-from .conftest import FakeClock, claims, header, raises_exactly, rejected, sign, token, verifier
+from .conftest import NOW, FakeClock, claims, header, raises_exactly, rejected, sign, token, verifier
 
 # --- static ---------------------------------------------------------------------------------------------------------
 
@@ -108,14 +109,25 @@ def test_jwks_file_removed_key_is_dropped_after_the_check_interval(tmp_path: Pat
     assert v.verify(token(a)).kid == a.kid
 
 
-def test_jwks_file_broken_or_missing(tmp_path: Path) -> None:
+def test_jwks_file_missing_or_broken_fails_at_construction_naming_the_path(tmp_path: Path) -> None:
+    """issue 10: JwksFileKeySource("/nope/jwks.json") was accepted, and each request then got 503 naming no path."""
+    path = tmp_path / "jwks.json"
+    with pytest.raises(ConfigurationError) as info:
+        JwksFileKeySource(path)
+    assert str(path) in info.value.message and "No such file" in info.value.message
+    path.write_text("{")
+    with pytest.raises(ConfigurationError, match="not a usable JWKS") as info:
+        JwksFileKeySource(path)
+    assert str(path) in info.value.message
+
+
+def test_jwks_file_broken_later_keeps_the_last_good_keys(tmp_path: Path) -> None:
     a = SigningKey.generate()
     path = tmp_path / "jwks.json"
-    v = verifier(JwksFileKeySource(path))
-    rejected(v, token(a), KeysUnavailable, "keys_unavailable")  # never readable: fail closed
     path.write_text(_jwks(a))
-    assert v.verify(token(a)).kid == a.kid  # appears later: used
-    for broken in ("{", '{"keys": "none"}', ""):
+    v = verifier(JwksFileKeySource(path))
+    assert v.verify(token(a)).kid == a.kid
+    for broken in ("{", '{"keys": "none"}', "", "[" * 100_000 + "]" * 100_000):
         path.write_text(broken)
         assert v.verify(token(a)).kid == a.kid  # a bad rewrite keeps the last good keys
         rejected(v, token(SigningKey.generate()), UnknownKey, "kid_unknown")
@@ -133,6 +145,7 @@ class JwksEndpoint:
     document: dict[str, Any]
     status: int = 200
     delay: float = 0.0
+    cache_control: str | None = None
     requests: int = 0
     redirected: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -143,8 +156,9 @@ class JwksEndpoint:
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.status != 200:
-            return PlainTextResponse("down", status_code=self.status)
-        return JSONResponse(self.document)
+            return PlainTextResponse("BODY-OF-A-FAILURE", status_code=self.status)
+        headers = {"Cache-Control": self.cache_control} if self.cache_control else None
+        return JSONResponse(self.document, headers=headers)
 
     async def moved(self, request: Request) -> Response:
         with self.lock:
@@ -170,6 +184,7 @@ def _endpoint(serve: Callable[..., RunningServer], *keys: SigningKey) -> tuple[J
 def _remote(server: RunningServer, mono: FakeClock, path: str = "/jwks", **options: Any) -> RemoteJwksKeySource:
     options.setdefault("ttl", 60)
     options.setdefault("min_refresh_interval", 10)
+    options.setdefault("refresh_burst", 1)
     options.setdefault("max_stale", 300)
     return RemoteJwksKeySource(f"{server.url}{path}", allow_http=True, clock=mono, **options)
 
@@ -189,22 +204,21 @@ def test_remote_refreshes_after_the_ttl(es256: SigningKey, serve: Callable[..., 
     assert endpoint.requests == 2  # TTL over: refetched
 
 
-def test_remote_picks_up_a_rotation_on_unknown_kid_at_most_once_per_interval(
+def test_remote_picks_up_a_new_kid_at_once_even_right_after_a_refresh(
     es256: SigningKey, serve: Callable[..., RunningServer]
 ) -> None:
+    """issue 10: a verifier that had fetched the JWKS less than min_refresh_interval earlier refused every token of
+    a new key with kid_unknown until its next allowed refresh."""
     endpoint, server = _endpoint(serve, es256)
     mono = FakeClock(0)
-    v = verifier(_remote(server, mono))
+    v = verifier(_remote(server, mono))  # ttl 60, one unknown-kid refresh per 10 s
     v.verify(token(es256))
     new = SigningKey.generate()
     endpoint.document = KeySet(es256).rotate(new, overlap=600).public_jwks()
-    mono.advance(9)
-    rejected(v, token(new), UnknownKey, "kid_unknown")  # within min_refresh_interval: no fetch
-    assert endpoint.requests == 1
-    mono.advance(1)
+    mono.advance(1)  # 1 s after the fetch
     assert v.verify(token(new)).kid == new.kid  # unknown kid: one refresh, rotation picked up
     assert endpoint.requests == 2
-    for _ in range(20):  # kid spraying right after a refresh fetches nothing
+    for _ in range(20):  # kid spraying right after that refresh fetches nothing: the bucket is empty
         rejected(v, token(SigningKey.generate()), UnknownKey, "kid_unknown")
     assert endpoint.requests == 2
     assert v.verify(token(es256)).kid == es256.kid
@@ -354,3 +368,185 @@ async def test_remote_redirects_are_not_followed_async(es256: SigningKey, serve:
 def test_remote_http_is_refused_without_allow_http() -> None:
     raises_exactly(ConfigurationError, "configuration_error", lambda: RemoteJwksKeySource("http://127.0.0.1:8080/jwks"))
     assert isinstance(RemoteJwksKeySource("http://127.0.0.1:8080/jwks", allow_http=True), RemoteJwksKeySource)
+
+
+# --- refresh rules (issue 10) ---------------------------------------------------------------------------------------
+
+
+def test_remote_a_flood_of_made_up_kids_costs_the_burst_then_one_fetch_per_interval(
+    es256: SigningKey, serve: Callable[..., RunningServer]
+) -> None:
+    """The worst case, measured at the server: 1,000 made-up kids cost the burst (3 fetches), then one fetch per
+    min_refresh_interval; a legitimately new key that is not yet published waits at most that interval."""
+    endpoint, server = _endpoint(serve, es256)
+    mono = FakeClock(0)
+    v = verifier(_remote(server, mono, refresh_burst=3))  # ttl 60, one refill per 10 s
+    v.verify(token(es256))
+    sprayed = _sprayed(es256, 1000)
+    for tok in sprayed:
+        rejected(v, tok, UnknownKey, "kid_unknown")
+    assert endpoint.requests == 1 + 3
+    new = SigningKey.generate()
+    endpoint.document = KeySet(es256).rotate(new, overlap=600).public_jwks()
+    mono.advance(9.9)
+    rejected(v, token(new), UnknownKey, "kid_unknown")  # the flood emptied the bucket
+    assert endpoint.requests == 4
+    mono.advance(0.1)  # one refill: the new key is fetched
+    assert v.verify(token(new)).kid == new.kid
+    assert endpoint.requests == 5
+    for tok in sprayed[:100]:
+        rejected(v, tok, UnknownKey, "kid_unknown")
+    assert endpoint.requests == 5
+    assert v.verify(token(es256)).kid == es256.kid
+
+
+def test_remote_a_prepublished_key_is_known_before_it_signs_even_during_a_flood(
+    es256: SigningKey, serve: Callable[..., RunningServer]
+) -> None:
+    """With the new key published for longer than the cache TTL before it signs, a verifier knows it before the
+    first token, whatever a flood did to the refresh bucket."""
+    endpoint, server = _endpoint(serve, es256)
+    mono = FakeClock(0)
+    v = verifier(_remote(server, mono, refresh_burst=3))  # ttl 60
+    v.verify(token(es256))
+    new = SigningKey.generate()
+    keys = KeySet(es256).rotate(new, overlap=600, prepublish=60, now=NOW)
+    endpoint.document = keys.public_jwks(now=NOW)  # published now, signing in 60 s
+    for tok in _sprayed(es256, 200):
+        rejected(v, tok, UnknownKey, "kid_unknown")
+    mono.advance(60)
+    assert v.verify(token(new)).kid == new.kid  # the TTL refresh brought it; no bucket needed
+    assert endpoint.requests == 1 + 3 + 1
+
+
+def test_remote_honours_cache_control_max_age_within_bounds(
+    es256: SigningKey, serve: Callable[..., RunningServer]
+) -> None:
+    endpoint, server = _endpoint(serve, es256)
+    tok = token(es256)
+    for header_value, fresh_for in (
+        ("public, max-age=20", 20),
+        ("max-age=0", 5),
+        ("no-store", 5),
+        ("max-age=9999", 60),
+    ):
+        endpoint.cache_control = header_value
+        mono = FakeClock(0)
+        v = verifier(_remote(server, mono, min_ttl=5))  # bounds: [5, 60]
+        v.verify(tok)
+        before = endpoint.requests
+        mono.advance(fresh_for - 0.5)
+        v.verify(tok)
+        assert endpoint.requests == before, header_value  # still fresh
+        mono.advance(0.5)
+        v.verify(tok)
+        assert endpoint.requests == before + 1, header_value  # refetched when its max-age (bounded) ran out
+
+
+def test_remote_failed_first_fetch_is_retried_with_a_short_backoff(
+    es256: SigningKey, serve: Callable[..., RunningServer]
+) -> None:
+    """issue 10: after a failed first fetch, requests kept failing for min_refresh_interval (30 s) even once the TTS
+    was up (still failing at 3 s and 15 s). With no keys yet, a failed fetch is retried after 0.1 s, 0.2 s, ... up to
+    5 s, whatever min_refresh_interval says."""
+    endpoint, server = _endpoint(serve, es256)
+    endpoint.status = 503
+    mono = FakeClock(0)
+    v = verifier(_remote(server, mono, min_refresh_interval=30))
+    tok = token(es256)
+    for now, requests in ((0, 1), (0.09, 1), (0.11, 2), (0.29, 2), (0.31, 3), (0.69, 3), (0.71, 4)):
+        mono.now = now
+        rejected(v, tok, KeysUnavailable, "keys_unavailable")
+        assert endpoint.requests == requests, now  # each retry as soon as its backoff (0.1, 0.2, 0.4 s) allowed
+    mono.now = 100
+    rejected(v, tok, KeysUnavailable, "keys_unavailable")
+    requests = endpoint.requests
+    endpoint.status = 200  # the TTS is up
+    mono.advance(5)  # the longest backoff without keys
+    assert v.verify(tok).kid == es256.kid
+    assert endpoint.requests == requests + 1
+
+
+def test_remote_failed_fetches_are_logged_once_per_streak_without_the_body(
+    es256: SigningKey, serve: Callable[..., RunningServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """issue 10: a failed fetch was swallowed (``except: pass``): the cause is now logged at WARNING, once per streak
+    of failures, with the URL and the HTTP status or exception class, never the response body."""
+    endpoint, server = _endpoint(serve, es256)
+    mono = FakeClock(0)
+    url = f"{server.url}/jwks"
+    v = verifier(_remote(server, mono))
+    tok = token(es256)
+    caplog.set_level(logging.INFO, logger="txtoken.keysource")
+    v.verify(tok)
+    endpoint.status = 502
+    for t in (61, 100, 200):  # three failed refreshes in a row, stale keys still served
+        mono.now = t
+        assert v.verify(tok).kid == es256.kid
+    assert endpoint.requests == 4
+    records = [r for r in caplog.records if r.name == "txtoken.keysource"]
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.WARNING, f"JWKS fetch from {url} failed: HTTP 502; serving the last good keys")
+    ]
+    endpoint.status = 200
+    mono.now = 300
+    v.verify(tok)
+    last = [r for r in caplog.records if r.name == "txtoken.keysource"][-1]
+    assert (last.levelno, last.getMessage()) == (
+        logging.INFO,
+        f"JWKS fetch from {url} succeeded after 3 failed attempt(s)",
+    )
+    server.stop()  # a new streak: connection refused
+    mono.now = 400
+    v.verify(tok)
+    last = [r for r in caplog.records if r.name == "txtoken.keysource"][-1]
+    assert (last.levelno, last.getMessage()) == (
+        logging.WARNING,
+        f"JWKS fetch from {url} failed: ConnectError; serving the last good keys",
+    )
+    assert "BODY-OF-A-FAILURE" not in caplog.text
+
+
+def test_remote_log_lines_leave_out_credentials_in_the_url() -> None:
+    source = RemoteJwksKeySource("https://user:secret@tts.example/jwks")
+    assert "secret" not in source._shown_url and source._shown_url == "https://tts.example/jwks"
+
+
+def test_remote_prefetch_and_ready(es256: SigningKey, serve: Callable[..., RunningServer]) -> None:
+    endpoint, server = _endpoint(serve, es256)
+    mono = FakeClock(0)
+    source = _remote(server, mono)
+    assert not source.ready()
+    source.prefetch()
+    assert source.ready() and endpoint.requests == 1
+    assert verifier(source).verify(token(es256)).kid == es256.kid
+    assert endpoint.requests == 1  # the first request found the keys in place
+    mono.now = 300  # max_stale passed
+    assert not source.ready()
+    endpoint.status = 503
+    with pytest.raises(KeysUnavailable) as info:
+        _remote(server, mono).prefetch()
+    assert info.value.message == f"no keys from {server.url}/jwks: HTTP 503"
+
+
+@pytest.mark.anyio
+async def test_remote_aprefetch(es256: SigningKey, serve: Callable[..., RunningServer]) -> None:
+    endpoint, server = _endpoint(serve, es256)
+    source = _remote(server, FakeClock(0))
+    await asyncio.gather(source.aprefetch(), source.aprefetch())
+    assert source.ready() and endpoint.requests == 1  # single-flight
+    server.stop()
+    with pytest.raises(KeysUnavailable, match="ConnectError"):
+        await _remote(server, FakeClock(0)).aprefetch()
+
+
+def test_remote_a_ttl_below_min_ttl_is_the_bound(es256: SigningKey, serve: Callable[..., RunningServer]) -> None:
+    endpoint, server = _endpoint(serve, es256)
+    endpoint.cache_control = "max-age=60"
+    mono = FakeClock(0)
+    v = verifier(_remote(server, mono, ttl=2))  # min_ttl 10 by default: ttl wins
+    v.verify(token(es256))
+    mono.advance(2)
+    v.verify(token(es256))
+    assert endpoint.requests == 2
+    raises_exactly(ConfigurationError, "configuration_error", lambda: _remote(server, mono, refresh_burst=-1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from service_mesh_demo.compose import compose_document, render
 from service_mesh_demo.mesh import Mesh
 from service_mesh_demo.topology import COMPOSE_BASE_PORT, DEFAULT_BASE_PORT, SERVICES, service_env
 
+from .helpers import free_base_port
+
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "service_mesh_demo" / "compose.yaml"
 
 
@@ -25,7 +28,7 @@ def test_committed_compose_file_is_the_generated_one() -> None:
 def test_compose_and_local_runner_describe_the_same_services(tmp_path: Path) -> None:
     services = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["services"]
     mesh = Mesh(tmp_path, base_port=DEFAULT_BASE_PORT)
-    assert list(services) == [service.name for service in SERVICES]
+    assert list(services) == [service.name for service in SERVICES] + ["scenario"]
     assert COMPOSE_BASE_PORT == DEFAULT_BASE_PORT
     for service in SERVICES:
         entry = services[service.name]
@@ -46,7 +49,36 @@ def test_compose_and_local_runner_describe_the_same_services(tmp_path: Path) -> 
         if service.credential == "file":
             assert f"{service.name}-token:/var/run/secrets/tokens:ro" in entry["volumes"]
             assert entry["environment"]["DEMO_CREDENTIAL_FILE"] == "/var/run/secrets/tokens/token"
-    assert [name for name, entry in services.items() if "ports" in entry] == ["gateway"]
+    # what the docs' curl commands need, on the host's loopback, at the local runner's ports by default
+    assert {name: entry["ports"] for name, entry in services.items() if "ports" in entry} == {
+        "idp": ["127.0.0.1:${TXTOKEN_DEMO_IDP_PORT:-8701}:8701"],
+        "gateway": ["127.0.0.1:${TXTOKEN_DEMO_GATEWAY_PORT:-8700}:8700"],
+    }
+
+
+def test_every_service_has_the_runners_healthcheck_and_waits_for_what_it_needs() -> None:
+    services = compose_document()["services"]
+    order = [service.name for service in SERVICES]
+    for service in SERVICES:
+        entry = services[service.name]
+        assert entry["healthcheck"]["test"] == ["CMD", "python", "-m", "service_mesh_demo.health"]
+        waits_for = entry.get("depends_on", {})
+        assert all(condition == {"condition": "service_healthy"} for condition in waits_for.values())
+        assert service.name == "platform" or "platform" in waits_for  # it writes every credential
+        started_before = {name for name in service.needs if order.index(name) < order.index(service.name)}
+        assert set(waits_for) - {"platform"} == started_before - {"platform"}
+    scenario = services["scenario"]
+    assert scenario["profiles"] == ["scenario"]  # `up` leaves it out; `run --rm scenario` runs it
+    assert set(scenario["depends_on"]) == {service.name for service in SERVICES}
+
+
+def test_health_check_is_the_one_the_local_runner_waits_on(tmp_path: Path) -> None:
+    """`python -m service_mesh_demo.health` fails while nothing serves, as compose's healthcheck sees it."""
+    env = {**os.environ, "DEMO_SERVICE": "gateway", "DEMO_PORT": str(free_base_port())}
+    result = subprocess.run(
+        [sys.executable, "-m", "service_mesh_demo.health"], env=env, capture_output=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
 
 
 def test_every_projected_token_volume_is_written_by_the_platform() -> None:

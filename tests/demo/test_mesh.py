@@ -1,15 +1,11 @@
-"""The demo mesh end to end: every service a real process on loopback, the scripted scenario, the viewer in a real
-headless browser, and `txtoken demo --once` as a newcomer runs it."""
+"""The demo mesh end to end: every service a real process on loopback, the scripted scenario, and
+`txtoken demo --once` as a newcomer runs it (the viewer: test_viewer.py)."""
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,40 +13,10 @@ import pytest
 
 from service_mesh_demo.mesh import Mesh
 from service_mesh_demo.runner import format_result
-from service_mesh_demo.scenario import STEPS, StepResult, run_scenario
+from service_mesh_demo.scenario import STEPS, StepResult
 from service_mesh_demo.topology import SERVICES
 
-JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
-SPAN = max(service.offset for service in SERVICES) + 1
-
-
-def free_base_port() -> int:
-    """A base port whose whole range of the mesh is free on loopback."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-        if base + SPAN > 65535:
-            continue
-        try:
-            for port in range(base, base + SPAN):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    with Mesh(tmp_path_factory.mktemp("mesh"), base_port=free_base_port()) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def results(mesh: Mesh) -> dict[str, StepResult]:
-    return {result.step.label: result for result in run_scenario(mesh)}
+from .helpers import JWT, free_base_port
 
 
 def hops(result: StepResult) -> list[dict[str, Any]]:
@@ -109,44 +75,6 @@ def test_no_token_in_any_log_or_hop_report(results: dict[str, StepResult], mesh:
     assert "txtoken.audit" in logs
     assert not JWT.search(logs)
     assert not JWT.search(repr([r.hops for r in results.values()]))
-
-
-def test_viewer_shows_every_transaction_in_a_headless_browser(
-    results: dict[str, StepResult], mesh: Mesh, tmp_path: Path
-) -> None:
-    browser = shutil.which("chromium")
-    if browser is None:
-        pytest.skip("no browser: `apt-get install chromium` (Debian's; .ci/run installs it) to run this test")
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=5000",
-    ]
-    url = f"{mesh.url('gateway')}/"
-    dom = subprocess.run(
-        [browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
-    for result in results.values():
-        assert f'data-trace="{result.trace}"' in dom
-    assert dom.count('class="txn refused"') == len(STEPS) - 1
-    assert dom.count('class="txn allowed"') == 1
-    for step in STEPS[1:]:
-        assert f'data-verdict="{step.expected}"' in dom
-    screenshot = Path(os.environ.get("TXTOKEN_DEMO_SCREENSHOT", tmp_path / "viewer.png"))
-    subprocess.run(
-        [browser, *flags, "--window-size=1100,2200", f"--screenshot={screenshot}", url],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    assert screenshot.read_bytes().startswith(b"\x89PNG")
 
 
 def test_txtoken_demo_once_runs_the_scenario_and_exits_0(tmp_path: Path) -> None:

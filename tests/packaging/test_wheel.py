@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from service_mesh_demo.scenario import STEPS
-from tests.demo.test_mesh import free_base_port
+from tests.demo.helpers import free_base_port
 from tests.docs.test_snippets import SNIPPET
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -71,7 +71,7 @@ def test_rotation_overlap_over_http(start_tts: StartTts, tmp_path: Path) -> None
     tts: Tts = start_tts(fast_reload)
     before = tts.issue()
     old_kid = tts.service.keystore.current().active.kid
-    assert main(["keys", "rotate", "--dir", str(tmp_path / "keys"), "--overlap", "3600"]) == 0
+    assert main(["keys", "rotate", "--dir", str(tmp_path / "keys"), "--overlap", "3600", "--prepublish", "0"]) == 0
     time.sleep(0.05)
     after = tts.issue()
     verifier = tts.verifier()
@@ -96,7 +96,7 @@ def test_keys_rotate_cli_uses_the_config_and_fails_cleanly_without_keys(
     config = tmp_path / "tts.toml"
     config.write_text(
         f'identifier = "https://tts.example"\ntrust_domains = ["example"]\n[keys]\ndir = "{tmp_path / "k"}"\n'
-        "rotation_overlap = 60\n",
+        "rotation_overlap = 60\nrotation_prepublish = 30\n",
         encoding="utf-8",
     )
     assert main(["keys", "rotate", "--config", str(config)]) == 1
@@ -104,18 +104,17 @@ def test_keys_rotate_cli_uses_the_config_and_fails_cleanly_without_keys(
     KeySet.generate().save(tmp_path / "k" / KEY_FILE)
     assert main(["keys", "rotate", "--config", str(config)]) == 0
     keys = KeySet.load(tmp_path / "k" / KEY_FILE)
-    assert len(keys.previous) == 1
-    retire_at = keys.previous[0].retire_at
-    assert retire_at is not None
-    assert 0 < retire_at - time.time() <= 61
+    assert keys.pending is not None
+    assert 0 < keys.pending.activate_at - time.time() <= 31
+    assert keys.pending.retire_previous_at - keys.pending.activate_at == 60
 
 
 def test_keys_rotate_reports_only_the_keys_still_published(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     old = KeySet.generate()
     old.save(tmp_path / KEY_FILE)
-    assert main(["keys", "rotate", "--dir", str(tmp_path), "--overlap", "600"]) == 0
+    assert main(["keys", "rotate", "--dir", str(tmp_path), "--overlap", "600", "--prepublish", "0"]) == 0
     assert f"still published: {old.active.kid}" in capsys.readouterr().err
-    assert main(["keys", "rotate", "--dir", str(tmp_path), "--overlap", "0"]) == 0
+    assert main(["keys", "rotate", "--dir", str(tmp_path), "--overlap", "0", "--prepublish", "0"]) == 0
     published = capsys.readouterr().err.split("still published: ")[1].strip()
     assert old.active.kid in published  # its 600 s overlap still runs
     assert len(published.split(", ")) == 1  # the key retired at once is not listed

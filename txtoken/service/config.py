@@ -118,6 +118,7 @@ class KeysConfig(_Model):
 
     dir: Path | None = None
     rotation_overlap: Annotated[int, Field(gt=0)] = 1800
+    rotation_prepublish: Annotated[int, Field(ge=0)] = 600
     reload_interval: Annotated[float, Field(gt=0)] = 2.0
 
 

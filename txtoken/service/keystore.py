@@ -9,6 +9,7 @@ the others, and every later start, load it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -56,26 +57,65 @@ def _locked(directory: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _unwritable(directory: Path, exc: OSError) -> ConfigurationError:
+    return ConfigurationError(
+        f"cannot write to {directory} ({exc.strerror or type(exc).__name__}): to rotate keys on a read-only mount "
+        "(a Kubernetes Secret), write the rotated set to a new directory with --out and publish it as the next version"
+    )
+
+
 def rotate_keys(
-    directory: str | os.PathLike[str], *, overlap: int, algorithm: Algorithm | None = None, now: float | None = None
+    directory: str | os.PathLike[str],
+    *,
+    overlap: int,
+    prepublish: int = 0,
+    algorithm: Algorithm | None = None,
+    now: float | None = None,
+    out: str | os.PathLike[str] | None = None,
 ) -> KeySet:
-    """Make a new key active in ``directory/keys.json``; the old one stays published for ``overlap`` seconds."""
-    path = Path(directory) / KEY_FILE
-    with _locked(Path(directory)):
-        if not path.exists():
-            raise ConfigurationError(f"no key set at {path} to rotate")
-        current = KeySet.load(path)
-        rotated = current.rotate(SigningKey.generate(algorithm or current.active.alg), overlap=overlap, now=now)
-        rotated.save(path)
-    return rotated
+    """Add a new key to the key set in ``directory/keys.json``: published at once, signing from ``now +
+    prepublish`` on; the key it replaces stays published ``overlap`` seconds after that.
+
+    Without ``out`` the file is rewritten in place (under a lock); with ``out`` the directory is only read (it may be
+    a read-only mount) and the rotated set goes to ``out/keys.json``, which must not exist yet.
+    """
+    source = Path(directory) / KEY_FILE
+
+    def rotated() -> KeySet:
+        if not source.exists():
+            raise ConfigurationError(f"no key set at {source} to rotate")
+        try:
+            current = KeySet.load(source)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{source}: {exc.message}") from None
+        new_key = SigningKey.generate(algorithm or current.active.alg)
+        return current.rotate(new_key, overlap=overlap, prepublish=prepublish, now=now)
+
+    if out is not None:
+        keys = rotated()
+        target = Path(out) / KEY_FILE
+        if not _write_new(target, keys):
+            raise ConfigurationError(f"{target} already exists: --out takes a new directory")
+        return keys
+    try:
+        with _locked(Path(directory)):
+            keys = rotated()
+            keys.save(source)
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise _unwritable(Path(directory), exc) from None
+        raise
+    return keys
 
 
 class KeyStore:
-    """The key set in ``directory/keys.json``, re-read at most every ``reload_interval`` seconds when it changed.
+    """The key set in ``directory/keys.json``, re-read at most every ``reload_interval`` seconds.
 
-    With ``create`` (development mode) a missing file is created once with a new ``algorithm`` key; without it a
-    missing or unreadable file is a :class:`ConfigurationError`. A file that later becomes unreadable keeps the last
-    good keys.
+    The file is compared by content, so any change is seen: a rewrite, a rename, or the atomic ``..data`` symlink
+    swap by which the kubelet updates a mounted Secret. Which key signs follows from the file's timestamps and the
+    wall clock (``KeySet.at``), never from when this replica read the file, so all replicas switch together. With
+    ``create`` (development mode) a missing file is created once with a new ``algorithm`` key; without it a missing
+    or unreadable file is a :class:`ConfigurationError`. A file that later becomes unreadable keeps the last good keys.
     """
 
     def __init__(
@@ -86,11 +126,13 @@ class KeyStore:
         algorithm: Algorithm,
         reload_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(directory) / KEY_FILE
         self.created = False
         self._reload_interval = reload_interval
         self._clock = clock
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
         if not self.path.exists():
             if not create:
@@ -99,36 +141,45 @@ class KeyStore:
                     "(create one with 'txtoken keygen --out' and share the directory)"
                 )
             self.created = _write_new(self.path, KeySet.generate(algorithm))
-        self._stamp: tuple[int, int, int] | None = None
+        self._raw = b""
         self._checked_at = float("-inf")
-        self._keys = self._load()
-
-    def _file_stamp(self) -> tuple[int, int, int]:
-        st = os.stat(self.path)
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+        self._stored = self._load()
+        self._keys = self._stored
+        self._changes_at = float("-inf")
+        self._resolve(self._wall_clock())
 
     def _load(self) -> KeySet:
         try:
-            stamp = self._file_stamp()
-            keys = KeySet.load(self.path)
+            raw = self.path.read_bytes()
+            keys = KeySet.parse(raw, origin=str(self.path))
         except OSError as exc:
             raise ConfigurationError(f"cannot read {self.path}: {exc.strerror or type(exc).__name__}") from None
         except ConfigurationError as exc:
-            raise ConfigurationError(f"{self.path}: {exc.message}") from None
-        self._stamp, self._checked_at = stamp, self._clock()
+            message = exc.message if exc.message.startswith(str(self.path)) else f"{self.path}: {exc.message}"
+            raise ConfigurationError(message) from None
+        self._raw, self._checked_at = raw, self._clock()
         return keys
 
+    def _resolve(self, now: float) -> None:
+        keys = self._stored.at(now)
+        change = keys.next_change(now)
+        self._keys, self._changes_at = keys, float("inf") if change is None else change
+
     def current(self) -> KeySet:
-        """The key set, reloaded first if the file changed since the last check."""
-        if self._clock() - self._checked_at < self._reload_interval:
-            return self._keys
-        with self._lock:
-            self._checked_at = self._clock()
-            try:
-                if self._file_stamp() != self._stamp:
-                    self._keys = self._load()
-            except (OSError, ConfigurationError):
-                pass  # keep signing with the last good keys
+        """The key set as it stands now (its active key signs), re-read first if the file changed."""
+        if self._clock() - self._checked_at >= self._reload_interval:
+            with self._lock:
+                self._checked_at = self._clock()
+                try:
+                    if self.path.read_bytes() != self._raw:
+                        self._stored = self._load()
+                        self._changes_at = float("-inf")
+                except (OSError, ConfigurationError):
+                    pass  # keep signing with the last good keys
+        now = self._wall_clock()
+        if now >= self._changes_at:
+            with self._lock:
+                self._resolve(now)
         return self._keys
 
 
