@@ -1,18 +1,21 @@
 """Txn-Token issuance through the full HTTP endpoint, against a bare Starlette POST endpoint on the same server.
 
-One uvicorn process (one worker) serves the TTS's ``POST /token`` and a bare ``POST /bare`` that reads the same body
-and answers a small JSON document. A load generator on loopback (asyncio, raw HTTP/1.1 keep-alive connections, so
-that the client costs little of the shared CPU) measures, in one run:
+One uvicorn process (one worker) serves the TTS's ``POST /token``, the same TTS with its verified-token cache off at
+``POST /nocache/token``, and a bare ``POST /bare`` that reads the same body and answers a small JSON document. A load
+generator on loopback (asyncio, raw HTTP/1.1 keep-alive connections, so that the client costs little of the shared
+CPU) measures, in one run:
 
-1. peak throughput and p50/p99 latency at a fixed concurrency, for each endpoint;
-2. p99 latency of ``/token`` at half the measured peak rate (open loop: latency counts from each request's scheduled
-   start, so queueing is included). The goal is p99 under 5 ms.
+1. the rate and p50/p99 latency of each variant at a fixed concurrency (closed loop), the variants interleaved in
+   rounds; a ratio is the median over rounds of (rate / bare rate in the same round). Goal: ``token`` >= 0.5;
+2. p99 latency of ``/token`` at half its peak rate (open loop: latency counts from each request's scheduled start,
+   so queueing is included). Goal: under 2 ms;
+3. with ``--workers N``, a second server with N uvicorn workers, measured in the same rounds.
 
 Each request is a gateway's exchange: an ES256 client assertion for a registered key pair and an ES256 RFC 9068
 access token as subject, both verified, then an ES256 Txn-Token signed. Results are printed and written, with the
 command, into the "Token issuance" section of ``docs/performance.md``.
 
-    python benchmarks/issue.py [--concurrency 8] [--requests 4000] [--seconds 10]
+    python benchmarks/issue.py [--rounds 5] [--seconds 1] [--concurrency 8] [--workers 2] [--no-doc]
 """
 
 from __future__ import annotations
@@ -20,13 +23,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import json
+import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,18 +50,20 @@ IDENTIFIER = "https://tts.bench.example"
 GATEWAY = "spiffe://bench.example/gateway"
 IDP = "https://idp.bench.example"
 API = "https://api.bench.example"
+SPIRE = "https://spire.bench.example"
 
 
 # --- the server (run in a subprocess with --serve) ----------------------------------------------------------------
 
 
-def serve(config: Path, port: int) -> None:
+def build_app(config: Path) -> Any:
+    """The TTS app with a bare ``POST /bare`` beside it, and ``POST /nocache/token``: the same TTS built with its
+    verified-token cache off, so that what the cache buys is measured on the same server, in the same run."""
     import logging
 
-    import uvicorn
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
+    from starlette.routing import Mount, Route
 
     from txtoken.service import create_app, load_settings
 
@@ -62,11 +72,37 @@ def serve(config: Path, port: int) -> None:
         return JSONResponse({"received": len(body)}, headers={"Cache-Control": "no-store"})
 
     # The audit lines are written, as `txtoken serve` writes them (here to a file beside the configuration).
-    audit = logging.FileHandler(config.parent / "audit.log")
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[audit])
-    app = create_app(load_settings(config), freeze_gc=True)  # as `txtoken serve` does
+    if not logging.getLogger().handlers:
+        audit = logging.FileHandler(config.parent / "audit.log")
+        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[audit])
+    settings = load_settings(config)
+    uncached = create_app(settings.model_copy(update={"verified_token_cache": 0}))
+    app = create_app(settings, freeze_gc=True)  # as `txtoken serve` does
     app.router.routes.insert(0, Route("/bare", bare, methods=["POST"]))
-    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False, proxy_headers=False)
+    app.router.routes.insert(0, Mount("/nocache", app=uncached))
+    return app
+
+
+def app_from_env() -> Any:
+    """For uvicorn's worker processes (``--workers`` > 1 needs an importable factory)."""
+    return build_app(Path(os.environ["TXTOKEN_BENCH_CONFIG"]))
+
+
+def serve(config: Path, port: int, workers: int) -> None:
+    import uvicorn
+
+    options: dict[str, Any] = {"host": "127.0.0.1", "port": port, "log_level": "warning", "access_log": False}
+    options["proxy_headers"] = False
+    if workers == 1:
+        uvicorn.run(build_app(config), **options)
+        return
+    from txtoken.service.nodelay import HTTP_PROTOCOL
+
+    os.environ["TXTOKEN_BENCH_CONFIG"] = str(config)
+    sys.path.insert(0, str(ROOT))
+    # as `txtoken serve --workers N` does (txtoken/service/nodelay.py); TXTOKEN_BENCH_NAGLE=1: without it
+    options["http"] = "h11" if os.environ.get("TXTOKEN_BENCH_NAGLE") else HTTP_PROTOCOL
+    uvicorn.run("benchmarks.issue:app_from_env", factory=True, workers=workers, **options)
 
 
 # --- setup ---------------------------------------------------------------------------------------------------------
@@ -74,8 +110,13 @@ def serve(config: Path, port: int) -> None:
 
 @dataclass
 class Setup:
+    """The configuration; a request whose client assertion is the gateway's JWT-SVID (a platform credential, reused
+    until it expires, so the TTS may cache its verification); and fresh requests with key-pair assertions (one ``jti``
+    each, single-use at the TTS)."""
+
     config: Path
     body: bytes
+    key_pair_bodies: Callable[[], bytes]
 
 
 def prepare(directory: Path) -> Setup:
@@ -89,7 +130,7 @@ def prepare(directory: Path) -> Setup:
     from txtoken.mint import encode_jws
 
     KeySet.generate().save(directory / "keys" / "keys.json")
-    gateway, idp = SigningKey.generate(), SigningKey.generate()
+    gateway, idp, spire = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
     config = {
         "identifier": IDENTIFIER,
         "trust_domains": [TRUST_DOMAIN],
@@ -100,12 +141,22 @@ def prepare(directory: Path) -> Setup:
                 "issuer": IDP,
                 "jwks": {"keys": [idp.verification_key.to_jwk()]},
                 "audiences": [API],
-            }
+            },
+            "spire": {
+                "kind": "spiffe",
+                "issuer": SPIRE,
+                "spiffe_trust_domain": TRUST_DOMAIN,
+                "roles": ["client_assertion"],
+                "jwks": {"keys": [spire.verification_key.to_jwk()]},
+            },
         },
         "workloads": [
             {
                 "id": GATEWAY,
-                "authn": [{"method": "key", "jwks": {"keys": [gateway.verification_key.to_jwk()]}}],
+                "authn": [
+                    {"method": "key", "jwks": {"keys": [gateway.verification_key.to_jwk()]}},
+                    {"method": "jwt", "issuer": "spire", "claims": {"sub": GATEWAY}},
+                ],
                 "subject_token_types": ["access_token"],
                 "scopes": ["trade.stocks", "trade.read"],
                 "rctx": ["req_ip", "authn"],
@@ -131,11 +182,7 @@ def prepare(directory: Path) -> Setup:
         idp,
         typ="at+jwt",
     )
-    client_assertion = encode_jws(
-        {"iss": GATEWAY, "sub": GATEWAY, "aud": IDENTIFIER, "iat": now, "exp": now + life, "jti": str(uuid.uuid4())},
-        gateway,
-        typ="JWT",
-    )
+    svid = encode_jws({"iss": SPIRE, "sub": GATEWAY, "aud": IDENTIFIER, "iat": now, "exp": now + 900}, spire, typ="JWT")
     form = {
         "grant_type": GRANT_TYPE_TOKEN_EXCHANGE,
         "requested_token_type": TOKEN_TYPE_TXN_TOKEN,
@@ -146,9 +193,16 @@ def prepare(directory: Path) -> Setup:
         "request_context": json.dumps({"req_ip": "69.151.72.123", "authn": "face"}),
         "request_details": json.dumps({"action": "BUY", "ticker": "MSFT", "quantity": "100"}),
         "client_assertion_type": CLIENT_ASSERTION_TYPE_JWT_BEARER,
-        "client_assertion": client_assertion,
+        "client_assertion": svid,
     }
-    return Setup(toml, urlencode(form).encode())
+
+    def key_pair_body() -> bytes:
+        issued = int(time.time())
+        claims = {"iss": GATEWAY, "sub": GATEWAY, "aud": IDENTIFIER, "iat": issued, "exp": issued + 240}
+        assertion = encode_jws({**claims, "jti": str(uuid.uuid4())}, gateway, typ="JWT")
+        return urlencode({**form, "client_assertion": assertion}).encode()
+
+    return Setup(toml, urlencode(form).encode(), key_pair_body)
 
 
 def _to_toml(config: dict[str, Any]) -> str:
@@ -219,18 +273,24 @@ class Result:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-async def closed_loop(port: int, request: bytes, *, concurrency: int, count: int, seconds: float) -> Result:
-    """``concurrency`` connections, each sending its next request as soon as the last answer arrives."""
+async def closed_loop(
+    port: int, request: bytes | Iterator[bytes], *, concurrency: int, count: int, seconds: float
+) -> Result:
+    """``concurrency`` connections, each sending its next request as soon as the last answer arrives; ``request`` is
+    one request sent again and again, or an iterator of distinct ones (the run ends early when it runs out)."""
+    requests = itertools.repeat(request) if isinstance(request, bytes) else request
     connections = [await Connection.open(port) for _ in range(concurrency)]
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
     remaining = [count]
 
     async def worker(connection: Connection) -> None:
-        while remaining[0] > 0 and time.perf_counter() < deadline:
+        for next_request in requests:
+            if remaining[0] <= 0 or time.perf_counter() >= deadline:
+                break
             remaining[0] -= 1
             start = time.perf_counter()
-            status, _ = await connection.roundtrip(request)
+            status, _ = await connection.roundtrip(next_request)
             if status != 200:
                 raise RuntimeError(f"status {status}")
             latencies.append((time.perf_counter() - start) * 1000)
@@ -318,71 +378,126 @@ def _check_token(url: str, setup_body: bytes) -> int:
     return len(token)
 
 
-async def measure(port: int, body: bytes, args: argparse.Namespace) -> dict[str, Result]:
-    token_request, bare_request = http_request("/token", body), http_request("/bare", body)
+#: variant -> (path, server): the server is "one" (one worker) or "many" (``--workers``)
+#: The variant whose requests carry fresh key-pair assertions (a new jti each) instead of the JWT-SVID.
+KEY_PAIR = "token, key-pair assertion"
+VARIANTS = {
+    "bare": ("/bare", "one"),
+    "token": ("/token", "one"),
+    "token, cache off": ("/nocache/token", "one"),
+    KEY_PAIR: ("/token", "one"),
+}
+
+
+async def measure(
+    ports: dict[str, int], body: bytes, key_pair_requests: list[bytes], args: argparse.Namespace
+) -> dict[str, list[Result]]:
+    """Closed-loop runs of every variant, interleaved in rounds; then the half-peak run (open loop) of ``token``."""
+    variants = dict(VARIANTS)
+    if "many" in ports:
+        variants[f"token, {args.workers} workers"] = ("/token", "many")
+        variants[f"bare, {args.workers} workers"] = ("/bare", "many")
     # The load generator is not what is measured: keep its own garbage collector from pausing it mid-run.
     gc.collect()
     gc.freeze()
     gc.disable()
-    results: dict[str, Result] = {}
-    for name, request in (("bare", bare_request), ("token", token_request)):
-        await closed_loop(port, request, concurrency=args.concurrency, count=args.warmup, seconds=args.seconds)
-        results[name] = await closed_loop(
-            port, request, concurrency=args.concurrency, count=args.requests, seconds=args.seconds
-        )
-    half = results["token"].rate / 2
-    results["token_half_peak"] = await open_loop(
-        port, token_request, rate=half, connections=args.concurrency, seconds=args.paced_seconds
-    )
+    results: dict[str, list[Result]] = {name: [] for name in variants}
+    key_pair = iter(key_pair_requests)
+
+    def request_of(name: str, path: str) -> bytes | Iterator[bytes]:
+        return key_pair if name == KEY_PAIR else http_request(path, body)
+
+    for name, (path, server) in variants.items():  # warm-up
+        request = request_of(name, path)
+        await closed_loop(ports[server], request, concurrency=args.concurrency, count=args.warmup, seconds=10)
+    for _ in range(args.rounds):
+        for name, (path, server) in variants.items():
+            request = request_of(name, path)
+            run = await closed_loop(
+                ports[server], request, concurrency=args.concurrency, count=10**9, seconds=args.seconds
+            )
+            results[name].append(run)
+    half = statistics.median(r.rate for r in results["token"]) / 2
+    request = http_request("/token", body)
+    paced = await open_loop(ports["one"], request, rate=half, connections=args.concurrency, seconds=args.paced_seconds)
+    results[HALF_PEAK] = [paced]
     return results
 
 
-def report(results: dict[str, Result], args: argparse.Namespace, token_bytes: int, command: str) -> str:
-    bare, token, paced = results["bare"], results["token"], results["token_half_peak"]
-    rows = [
-        "| endpoint | load | requests | rate (req/s) | p50 (ms) | p99 (ms) |",
-        "|---|---|---|---|---|---|",
-        f"| bare `POST /bare` | closed loop, {args.concurrency} connections | {bare.requests} | {bare.rate:,.0f} "
-        f"| {bare.percentile(50):.2f} | {bare.percentile(99):.2f} |",
-        f"| TTS `POST /token` | closed loop, {args.concurrency} connections | {token.requests} | {token.rate:,.0f} "
-        f"| {token.percentile(50):.2f} | {token.percentile(99):.2f} |",
-        f"| TTS `POST /token` | open loop at half the peak ({token.rate / 2:,.0f} req/s) | {paced.requests} "
-        f"| {paced.rate:,.0f} | {paced.percentile(50):.2f} | {paced.percentile(99):.2f} |",
-    ]
-    goal = "met" if paced.percentile(99) < 5 else "NOT met"
-    return "\n".join(
-        [
-            HEADING,
-            "",
-            "Txn-Tokens per second through the full HTTP endpoint (requester authentication with an ES256 client",
-            "assertion, an ES256 RFC 9068 access token as subject, policy checks, an ES256 Txn-Token of "
-            f"{token_bytes} bytes",
-            "signed, an audit line) against a bare Starlette POST endpoint reading the same body, on the same uvicorn",
-            "server (one worker, h11), with the load generator (asyncio, raw HTTP/1.1 keep-alive) on loopback, in one",
-            "run.",
-            "",
-            f"Command: `{command}`",
-            "",
-            f"Machine: {platform.machine()}, {_cpus()} CPU(s), Python {platform.python_version()}, "
-            f"{platform.system()} (the server and the load generator share the CPUs).",
-            "",
-            *rows,
-            "",
-            f"- Issuance rate relative to the bare endpoint: **{token.rate / bare.rate:.2f}** "
-            f"({token.rate:,.0f} vs {bare.rate:,.0f} req/s).",
-            f"- p99 at half the peak rate: **{paced.percentile(99):.2f} ms** (goal < 5 ms: {goal}); latency there "
-            "counts from each request's scheduled start, so queueing is included.",
-            "- Runs vary on a shared machine: at about a thousand requests a second, one scheduling or collector pause",
-            "  of 10-20 ms delays some forty requests and moves the p99 by itself; `txtoken serve` freezes its startup",
-            "  heap out of the collector's full passes for that reason (`create_app(freeze_gc=True)`).",
-            "",
-        ]
+HALF_PEAK = "token at half the peak"
+
+
+def _pooled(runs: list[Result]) -> Result:
+    return Result(
+        sum(r.requests for r in runs), sum(r.seconds for r in runs), [x for r in runs for x in r.latencies_ms]
     )
 
 
-def _cpus() -> int:
-    import os
+def report(results: dict[str, list[Result]], args: argparse.Namespace, token_bytes: int, command: str) -> str:
+    bare = results["bare"]
 
+    def ratio(name: str, base: list[Result]) -> float:
+        return statistics.median(r.rate / b.rate for r, b in zip(results[name], base, strict=True))
+
+    rows = [
+        "| variant | median rate (req/s) | ratio to bare | p50 (ms) | p99 (ms) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, runs in results.items():
+        if name == HALF_PEAK:
+            continue
+        pooled = _pooled(runs)
+        base = results[f"bare, {args.workers} workers"] if "workers" in name else bare
+        rows.append(
+            f"| {name} | {statistics.median(r.rate for r in runs):,.0f} | {ratio(name, base):.2f} "
+            f"| {pooled.percentile(50):.2f} | {pooled.percentile(99):.2f} |"
+        )
+    paced = results[HALF_PEAK][0]
+    rows.append(
+        f"| token, open loop at half the peak ({paced.requests / paced.seconds:,.0f} req/s) | | "
+        f"| {paced.percentile(50):.2f} | {paced.percentile(99):.2f} |"
+    )
+    issuance = ratio("token", bare)
+    lines = [
+        HEADING,
+        "",
+        "Txn-Tokens per second through the full HTTP endpoint against a bare Starlette POST endpoint reading the same",
+        "body, on the same uvicorn server (one worker, h11). A `token` request is a gateway's exchange: requester",
+        "authentication, an ES256 RFC 9068 access token as subject, policy checks, an ES256 Txn-Token of "
+        f"{token_bytes} bytes",
+        "signed, an audit line. In `token` the client assertion is the gateway's JWT-SVID (a platform credential,",
+        "reused until it expires): with the TTS's verified-token cache, neither the assertion's nor the subject's",
+        "signature is checked again. `token, cache off` is the same TTS built with",
+        "`verified_token_cache = 0`, mounted on the same server. In `token, key-pair assertion` each request carries",
+        "a new ES256 assertion signed with the gateway's registered key (a new `jti`, accepted once: never cached),",
+        "signed before the run.",
+        f"The load generator (asyncio, raw HTTP/1.1 keep-alive, {args.concurrency} connections, closed loop) runs on",
+        f"loopback; the variants are interleaved in {args.rounds} rounds of {args.seconds:g} s; a ratio is the median",
+        "over rounds of the variant's rate over bare's in the same round (a `workers` variant: over bare on the same",
+        "multi-worker server).",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {platform.machine()}, {_cpus()} CPU(s), Python {platform.python_version()}, {platform.system()}"
+        " (the server and the load generator share the CPUs); measured under load (load average "
+        f"{os.getloadavg()[0]:.1f} at the end of the run).",
+        "",
+        *rows,
+        "",
+        f"- Issuance rate relative to the bare endpoint: **{issuance:.2f}** (goal >= 0.5: "
+        f"{'met' if issuance >= 0.5 else 'NOT met'}); with the cache off: {ratio('token, cache off', bare):.2f};",
+        f"  with a fresh key-pair assertion per request: {ratio(KEY_PAIR, bare):.2f}.",
+        f"- p99 at half the peak rate: **{paced.percentile(99):.2f} ms** (goal < 2 ms: "
+        f"{'met' if paced.percentile(99) < 2 else 'NOT met'}); latency there counts from each request's scheduled",
+        "  start, so queueing is included.",
+    ]
+    if args.workers > 1:
+        scale = ratio(f"token, {args.workers} workers", results["token"])
+        lines.append(f"- {args.workers} workers against one: **{scale:.2f}** times the issuance rate (same run).")
+    return "\n".join([*lines, "", ""])
+
+
+def _cpus() -> int:
     return os.cpu_count() or 1
 
 
@@ -401,31 +516,37 @@ def write_doc(section: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=4000, help="per endpoint, closed loop")
-    parser.add_argument("--warmup", type=int, default=300)
-    parser.add_argument("--seconds", type=float, default=10.0, help="time bound of each closed-loop run")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.0, help="closed-loop seconds per variant per round")
+    parser.add_argument("--warmup", type=int, default=300, help="requests per variant before the rounds")
     parser.add_argument("--paced-seconds", type=float, default=4.0, help="length of the half-peak run")
+    parser.add_argument("--workers", type=int, default=1, help="also measure a server with this many workers")
+    parser.add_argument(
+        "--assertions", type=int, default=20_000, help="fresh key-pair requests signed beforehand (bounds that variant)"
+    )
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/performance.md alone")
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(Path(args.serve), args.port)
+        serve(Path(args.serve), args.port, args.workers)
         return 0
     command = "python benchmarks/issue.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
-    with tempfile.TemporaryDirectory(prefix="txtoken-bench-") as tmp:
+    servers = {"one": 1, **({"many": args.workers} if args.workers > 1 else {})}
+    with tempfile.TemporaryDirectory(prefix="txtoken-bench-") as tmp, ExitStack() as stack:
         setup = prepare(Path(tmp))
-        port = _free_port()
-        process = subprocess.Popen(  # noqa: S603 - this interpreter, this script
-            [sys.executable, __file__, "--serve", str(setup.config), "--port", str(port)], cwd=ROOT
-        )
-        try:
+        ports: dict[str, int] = {}
+        for server, workers in servers.items():
+            ports[server] = port = _free_port()
+            command_line = [sys.executable, __file__, "--serve", str(setup.config), "--port", str(port)]
+            process = subprocess.Popen([*command_line, "--workers", str(workers)], cwd=ROOT)  # noqa: S603 - this script
+            stack.callback(process.wait, 10)
+            stack.callback(process.terminate)
             _wait(f"http://127.0.0.1:{port}", process)
-            token_bytes = _check_token(f"http://127.0.0.1:{port}", setup.body)
-            results = asyncio.run(measure(port, setup.body, args))
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+        token_bytes = _check_token(f"http://127.0.0.1:{ports['one']}", setup.body)
+        # Fresh key-pair assertions are signed before the run: the load generator must not sign while it measures.
+        key_pair = [http_request("/token", setup.key_pair_bodies()) for _ in range(args.assertions)]
+        results = asyncio.run(measure(ports, setup.body, key_pair, args))
     section = report(results, args, token_bytes, command)
     print(section)
     if not args.no_doc:

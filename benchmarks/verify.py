@@ -10,10 +10,14 @@ For ES256, EdDSA and RS256 this measures, on the same token:
 - ``cached``: ``TxnTokenVerifier.verify`` with the cache on (a token seen again), given a new string decoded from
   the token's bytes each time, as a server reading the header has it (a reused string would carry its cached hash).
 
+With ``--sign``, signing instead, on the same claims: ``raw`` is ``cryptography``'s signature alone (for ES256 with
+the DER to ``r || s`` step), ``txtoken`` is ``encode_jws`` (the compact JWS built around ``SigningKey.sign``) and
+``pyjwt`` is ``jwt.encode`` with the key object and the same header, the way ``encode_jws`` worked before.
+
 Machines here are shared and noisy, so the functions run interleaved in rounds and each ratio is the median over
 rounds of (rate / raw rate in the same round).
 
-    .venv/bin/python benchmarks/verify.py [--rounds 15] [--seconds 0.2]
+    .venv/bin/python benchmarks/verify.py [--rounds 15] [--seconds 0.2] [--sign]
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from txtoken import KeySet, TxnTokenMinter, TxnTokenVerifier
+from txtoken.claims import TXN_TOKEN_TYP
 from txtoken.jws import b64url_decode
 from txtoken.keys import Algorithm
+from txtoken.mint import encode_jws
 
 TRUST_DOMAIN = "bench.example"
 CASES: tuple[Algorithm, ...] = ("ES256", "EdDSA", "RS256")
@@ -86,6 +92,20 @@ def _functions(alg: Algorithm) -> dict[str, Callable[[], object]]:
     return functions
 
 
+def _signers(alg: Algorithm) -> dict[str, Callable[[], object]]:
+    keys = KeySet.generate(alg)
+    key = keys.active
+    claims = jwt.decode(_token(keys), options={"verify_signature": False})
+    header = {"typ": TXN_TOKEN_TYP, "kid": key.kid}
+    data = _token(keys).rsplit(".", 1)[0].encode("ascii")
+    pyjwt_alg = "EdDSA" if alg in ("Ed25519", "EdDSA") else alg
+    return {
+        "raw": lambda: key.sign(data),
+        "txtoken": lambda: encode_jws(claims, key, typ=TXN_TOKEN_TYP),
+        "pyjwt": lambda: jwt.encode(claims, key.private_key, algorithm=pyjwt_alg, headers=header),
+    }
+
+
 def _rate(function: Callable[[], object], seconds: float) -> float:
     count, start = 0, time.perf_counter()
     deadline = start + seconds
@@ -98,11 +118,11 @@ def _rate(function: Callable[[], object], seconds: float) -> float:
             return count / (now - start)
 
 
-def run(rounds: int, seconds: float) -> dict[str, dict[str, tuple[float, float]]]:
+def run(rounds: int, seconds: float, sign: bool = False) -> dict[str, dict[str, tuple[float, float]]]:
     """Per algorithm and function: (median rate per second, median ratio to raw)."""
     results: dict[str, dict[str, tuple[float, float]]] = {}
     for alg in CASES:
-        functions = _functions(alg)
+        functions = _signers(alg) if sign else _functions(alg)
         names = list(functions)
         rates: dict[str, list[float]] = {name: [] for name in names}
         ratios: dict[str, list[float]] = {name: [] for name in names}
@@ -120,9 +140,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--seconds", type=float, default=0.2, help="per function per round")
+    parser.add_argument("--sign", action="store_true", help="measure signing instead of verification")
     args = parser.parse_args()
-    results = run(args.rounds, args.seconds)
-    print(f"{'alg':<7} {'function':<9} {'verifies/s':>11} {'ratio to raw':>13}")
+    results = run(args.rounds, args.seconds, args.sign)
+    print(f"{'alg':<7} {'function':<9} {'signs/s' if args.sign else 'verifies/s':>11} {'ratio to raw':>13}")
     for alg, table in results.items():
         for name, (rate, ratio) in table.items():
             print(f"{alg:<7} {name:<9} {rate:>11,.0f} {ratio:>13.2f}")

@@ -167,6 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from txtoken.service import TokenService, create_app, load_settings
     from txtoken.service.defaults import describe, embedded_settings
+    from txtoken.service.nodelay import HTTP_PROTOCOL
     from txtoken.service.serving import APP_FACTORY, CONFIG_ENV
 
     if args.workers < 1:
@@ -214,6 +215,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=logging_config,
         log_level=args.log_level,
         **tls,
+        http=HTTP_PROTOCOL if args.workers > 1 else "auto",  # see txtoken/service/nodelay.py
     )
     return 0
 

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeAlias
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from txtoken.errors import ConfigurationError
@@ -261,6 +261,17 @@ class SigningKey:
             loaded,
             kid if isinstance(kid, str) else "",
         )
+
+    def sign(self, signing_input: bytes) -> bytes:
+        """The raw JWS signature over ``signing_input`` (ECDSA as ``r || s``, RFC 7518 §3.4)."""
+        private = self.private_key
+        if isinstance(private, ec.EllipticCurvePrivateKey):
+            r, s = decode_dss_signature(private.sign(signing_input, _ECDSA_SHA256))
+            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        if isinstance(private, ed25519.Ed25519PrivateKey):
+            return private.sign(signing_input)
+        pad: padding.AsymmetricPadding = padding.PKCS1v15() if self.alg == "RS256" else _PSS_SHA256
+        return private.sign(signing_input, pad, _SHA256)
 
     @property
     def verification_key(self) -> VerificationKey:

@@ -87,7 +87,7 @@ class TokenService:
             reload_interval=settings.keys.reload_interval,
         )
         policy = Policy(settings)
-        issuers = IssuerRegistry(settings.issuers)
+        issuers = IssuerRegistry(settings.issuers, cache_size=settings.verified_token_cache)
         authenticator = RequesterAuthenticator(
             policy,
             issuers,

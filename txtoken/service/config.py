@@ -338,6 +338,7 @@ class ServiceSettings(_Sources):
     max_replacements: Annotated[int, Field(ge=0)] = 8
     max_token_size: Annotated[int, Field(gt=512, le=DEFAULT_MAX_TOKEN_SIZE)] = DEFAULT_MAX_TOKEN_SIZE
     max_request_size: Annotated[int, Field(gt=0)] = 65536
+    verified_token_cache: Annotated[int, Field(ge=0)] = 10_000  # per issuer; 0 turns the cache off
     keys: KeysConfig = KeysConfig()
     trusted_proxy: TrustedProxyConfig = TrustedProxyConfig()
     metrics: MetricsConfig = MetricsConfig()

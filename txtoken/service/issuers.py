@@ -19,7 +19,7 @@ from txtoken.jws import CompactJws
 from txtoken.keys import load_jwks
 from txtoken.keysource import JwksFileKeySource, KeySource, RemoteJwksKeySource, StaticKeySource
 from txtoken.service.config import IssuerConfig, IssuerKind
-from txtoken.service.jwtcheck import NO_TYP, JwtRules, claims_match, verify_jwt
+from txtoken.service.jwtcheck import NO_TYP, JwtRules, VerifiedJwtCache, claims_match, verify_jwt
 from txtoken.service.policy import token_scopes
 
 __all__ = ["KIND_RULES", "IssuerRegistry", "KindRules", "TrustedIssuer"]
@@ -141,12 +141,17 @@ def _key_source(config: IssuerConfig) -> KeySource:
 
 @dataclass(frozen=True, slots=True)
 class TrustedIssuer:
-    """A configured issuer of signed JWTs, with its keys and the rules of its kind."""
+    """A configured issuer of signed JWTs, with its keys and the rules of its kind.
+
+    ``cache``: tokens of this issuer verified before (subject tokens, platform credentials as client assertions),
+    until their ``exp``; a hit skips the signature check, the claim checks below run every time.
+    """
 
     name: str
     config: IssuerConfig
     keys: KeySource
     rules: KindRules
+    cache: VerifiedJwtCache | None = None
 
     @property
     def algorithms(self) -> frozenset[str]:
@@ -178,7 +183,9 @@ class TrustedIssuer:
             max_lifetime=self.assertion_max_lifetime if as_assertion else None,
             sole_audience=as_assertion,
         )
-        claims = await verify_jwt(jws, keys=self.keys, algorithms=self.algorithms, rules=rules, now=now)
+        claims = await verify_jwt(
+            jws, keys=self.keys, algorithms=self.algorithms, rules=rules, now=now, cache=self.cache
+        )
         if "iss" in claims and claims["iss"] != self.config.issuer:
             raise ClaimInvalid("iss is not the configured issuer")
         self.rules.check(claims, self.config)
@@ -188,11 +195,20 @@ class TrustedIssuer:
 
 
 class IssuerRegistry:
-    """The trusted JWT issuers, found by ``iss`` (SPIFFE JWT-SVIDs without ``iss``: by their trust domain)."""
+    """The trusted JWT issuers, found by ``iss`` (SPIFFE JWT-SVIDs without ``iss``: by their trust domain).
 
-    def __init__(self, issuers: Mapping[str, IssuerConfig]) -> None:
+    ``cache_size`` bounds each issuer's cache of verified tokens (see :class:`VerifiedJwtCache`); 0 turns it off.
+    """
+
+    def __init__(self, issuers: Mapping[str, IssuerConfig], *, cache_size: int = 10_000) -> None:
         self._issuers = {
-            name: TrustedIssuer(name, config, _key_source(config), KIND_RULES[config.kind])
+            name: TrustedIssuer(
+                name,
+                config,
+                _key_source(config),
+                KIND_RULES[config.kind],
+                VerifiedJwtCache(cache_size) if cache_size else None,
+            )
             for name, config in issuers.items()
             if config.kind != "introspection"
         }

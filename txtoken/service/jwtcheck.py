@@ -8,6 +8,7 @@ claims and the maximum age, given as :class:`JwtRules`. ``exp`` gets no leeway: 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from txtoken.errors import (
     AudienceMismatch,
     ClaimInvalid,
+    ConfigurationError,
     LifetimeTooLong,
     TokenExpired,
     TokenMalformed,
@@ -22,9 +24,10 @@ from txtoken.errors import (
     TypMismatch,
 )
 from txtoken.jws import CompactJws, b64url_decode, parse_jws, typ_matches, verify_jws
+from txtoken.keys import VerificationKey
 from txtoken.keysource import KeySource
 
-__all__ = ["NO_TYP", "JwtRules", "claims_match", "peek_claims", "verify_jwt"]
+__all__ = ["NO_TYP", "JwtRules", "VerifiedJwtCache", "claims_match", "peek_claims", "verify_jwt"]
 
 #: Stands for an absent ``typ`` header in :attr:`JwtRules.typs`.
 NO_TYP = ""
@@ -108,11 +111,62 @@ def _check_audience(claims: Mapping[str, Any], rules: JwtRules) -> None:
         raise AudienceMismatch("aud must name only this service")
 
 
+class VerifiedJwtCache:
+    """JWTs whose signature was checked, keyed by the whole token, each kept until its ``exp`` at the latest.
+
+    Only the signature check (and the payload's parsing) is saved: a hit still needs the same key object to be served
+    for the token's ``kid`` (a key rotated out or dropped by its issuer ends the entry's use), and every claim check
+    runs again at each use. Bounded: when full, expired entries go, then the oldest. Never for tokens whose ``jti``
+    must be used once (key-pair client assertions): those always go through the replay check.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        if max_entries < 1:
+            raise ConfigurationError("max_entries must be at least 1")
+        self._max_entries = max_entries
+        self._entries: dict[str, tuple[VerificationKey, dict[str, Any], float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str, key: VerificationKey, now: float) -> dict[str, Any] | None:
+        """A copy of the claims of ``token`` if it was verified with ``key`` and has not expired."""
+        entry = self._entries.get(token)
+        if entry is None or entry[0] is not key:
+            return None
+        if now >= entry[2]:
+            self._entries.pop(token, None)
+            return None
+        return dict(entry[1])
+
+    def put(self, token: str, key: VerificationKey, claims: dict[str, Any], now: float) -> None:
+        """Remember a verified token; one without a numeric ``exp``, or already expired, is not kept."""
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, int | float) or now >= exp:
+            return
+        with self._lock:
+            if len(self._entries) >= self._max_entries:
+                expired = [k for k, (_, _, until) in self._entries.items() if now >= until]
+                for k in expired:
+                    del self._entries[k]
+                while len(self._entries) >= self._max_entries:
+                    del self._entries[next(iter(self._entries))]
+            self._entries[token] = (key, dict(claims), float(exp))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 async def verify_jwt(
-    token: str | CompactJws, *, keys: KeySource, algorithms: frozenset[str], rules: JwtRules, now: float
+    token: str | CompactJws,
+    *,
+    keys: KeySource,
+    algorithms: frozenset[str],
+    rules: JwtRules,
+    now: float,
+    cache: VerifiedJwtCache | None = None,
 ) -> dict[str, Any]:
     """Check ``token`` against ``rules`` with the key its ``kid`` names in ``keys``; returns its claims.
 
+    With a ``cache``, a token verified before with the same key skips the signature check (the claim checks run).
     Raises a :class:`~txtoken.errors.TokenRejected` subclass, or ``KeysUnavailable`` if the keys cannot be had.
     """
     jws = parse_jws(token, algorithms=algorithms) if isinstance(token, str) else token
@@ -122,7 +176,16 @@ async def verify_jwt(
     if not (typ is None and NO_TYP in rules.typs) and not any(typ_matches(typ, t) for t in rules.typs if t):
         raise TypMismatch("typ is not accepted for this kind of token")
     key = keys.cached_key(jws.header.kid) or await keys.afetch_key(jws.header.kid)
-    claims = verify_jws(jws, key)
+    if cache is None:
+        claims = verify_jws(jws, key)
+    else:
+        compact = f"{jws.signing_input.decode('ascii')}.{jws.signature}"
+        cached = cache.get(compact, key, now)
+        if cached is None:
+            claims = verify_jws(jws, key)
+            cache.put(compact, key, claims, now)
+        else:
+            claims = cached
     _check_types(claims, rules.required)
     _check_times(claims, rules, now)
     _check_audience(claims, rules)
