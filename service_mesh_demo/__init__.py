@@ -4,10 +4,13 @@ docker compose (``compose.yaml``), both from the one topology (``topology.py``).
 wheel, its dependencies in the ``demo`` extra.
 """
 
-import importlib
+import importlib.util
 
 from txtoken.extras import requires_extra
 
+# Found, not imported: compose's healthcheck imports this package every two seconds in every container, and importing
+# grpc there starved the services of a two-core machine until they were marked unhealthy.
 with requires_extra("demo", "the demo mesh (txtoken demo)"):
     for _module in ("grpc", "starlette", "uvicorn", "pydantic_settings"):
-        importlib.import_module(_module)
+        if importlib.util.find_spec(_module) is None:
+            raise ModuleNotFoundError(f"No module named {_module!r}", name=_module)

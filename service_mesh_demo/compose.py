@@ -85,7 +85,13 @@ def compose_document() -> dict[str, Any]:
             "expose": [str(port)],
             "networks": ["mesh"],
             "restart": "on-failure",
-            "healthcheck": {"test": list(HEALTHCHECK), "interval": "2s", "timeout": "5s", "retries": 60},
+            "healthcheck": {
+                "test": list(HEALTHCHECK),
+                "interval": "2s",
+                "timeout": "10s",
+                "retries": 60,
+                "start_period": "120s",
+            },
         }
         earlier = [name for name in service.needs if _ORDER.index(name) < _ORDER.index(service.name)]
         if service.name != "platform":  # the platform writes every credential first

@@ -73,7 +73,7 @@ def app(env: DemoEnv, *, idp_keys: KeySource | None = None) -> Starlette:
     verifier = env.verifier(tts_keys)
     tts = env.tts_client()
     orders_url = env.urls["orders"]
-    auth = TxnTokenAuth(trusted_hosts=[httpx.URL(orders_url).host])
+    auth = TxnTokenAuth(trusted_hosts=[httpx.URL(orders_url).host], identity=env.identity())
     http = httpx.AsyncClient(
         auth=auth,
         timeout=10.0,

@@ -1,4 +1,4 @@
-"""The ``txtoken`` command: keygen, keys rotate, mint, verify, serve, and the demo."""
+"""The ``txtoken`` command: keygen, keys rotate, mint, verify, serve, wimse, and the demo."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from txtoken.keysource import JwksFileKeySource, KeySource, RemoteJwksKeySource
 from txtoken.logs import LOG_FORMATS, LOG_LEVELS, log_config
 from txtoken.mint import TxnTokenMinter
 from txtoken.verify import DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, TxnTokenVerifier
+from txtoken.wimse.cli import add_wimse_parser
 
 __all__ = ["main"]
 
@@ -327,6 +328,8 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--overlap", type=int, help="seconds the old key stays published after that (default 1800)")
     rotate.add_argument("--alg", choices=ALGORITHMS, help="algorithm of the new key (default: the current one's)")
     rotate.set_defaults(run=_keys_rotate)
+
+    add_wimse_parser(sub)
 
     demo = sub.add_parser("demo", help="run the demo service mesh (txtoken demo --help)", add_help=False)
     demo.set_defaults(run=_demo)

@@ -176,7 +176,8 @@ def parse_jws(
 ) -> CompactJws:
     """Split a compact JWS and check its header: size, shape, ``alg`` in ``algorithms``, no ``crit``, and a ``kid``
     (a non-empty string), unless ``require_kid`` is off: then a header without one is accepted, and the caller picks
-    the key (a Txn-Token or a JWT the TTS receives: the only key its source holds for the ``alg``)."""
+    the key (a Txn-Token or a JWT the TTS receives: the only key its source holds for the ``alg``; a Workload Proof
+    Token: the key the WIT confirms)."""
     if len(token) > max_size:
         raise TokenTooLarge(f"token longer than {max_size} bytes")
     try:

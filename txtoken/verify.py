@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from txtoken import telemetry
 from txtoken.claims import TXN_TOKEN_TYP, TxnTokenClaims, check_claims, is_numeric_date, map_legacy_claims
@@ -125,8 +125,19 @@ class VerifiedTxnToken:
         return int(self._payload["exp"])
 
 
-class VerifiedTokenCache:
-    """Tokens already verified, keyed by the token itself, each dropped at its ``exp``.
+class _Expiring(Protocol):
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def expires_at(self) -> int: ...
+
+
+_Verified = TypeVar("_Verified", bound=_Expiring)
+
+
+class VerifiedTokenCache(Generic[_Verified]):
+    """Tokens already verified (Txn-Tokens, WITs), keyed by the token itself, each dropped at its ``exp``.
 
     Bounded: when full, the oldest entries go first. A hit skips the signature check, so a token seen again (fan-out,
     retries) costs a hash and a lookup. The verifier serves a hit only while the key it was verified with is still
@@ -138,10 +149,10 @@ class VerifiedTokenCache:
             raise ConfigurationError("max_entries must be at least 1")
         self._max_entries = max_entries
         self._clock = clock
-        self._entries: dict[str, VerifiedTxnToken] = {}
+        self._entries: dict[str, _Verified] = {}
         self._lock = threading.Lock()
 
-    def get(self, token: str) -> VerifiedTxnToken | None:
+    def get(self, token: str) -> _Verified | None:
         entry = self._entries.get(token)
         if entry is None:
             return None
@@ -150,7 +161,7 @@ class VerifiedTokenCache:
             return None
         return entry
 
-    def put(self, verified: VerifiedTxnToken) -> None:
+    def put(self, verified: _Verified) -> None:
         with self._lock:
             if len(self._entries) >= self._max_entries:
                 self._evict()
@@ -209,7 +220,9 @@ class TxnTokenVerifier:
         self._legacy = legacy_claims
         self._media_types = {TXN_TOKEN_TYP, _LEGACY_TYP} if legacy_claims else {TXN_TOKEN_TYP}
         self._clock = clock
-        self.cache = VerifiedTokenCache(cache_size, clock=clock) if cache_size else None
+        self.cache: VerifiedTokenCache[VerifiedTxnToken] | None = (
+            VerifiedTokenCache(cache_size, clock=clock) if cache_size else None
+        )
 
     def verify(self, token: str) -> VerifiedTxnToken:
         """Verify a Txn-Token; raises a :class:`~txtoken.errors.TokenRejected` subclass or ``KeysUnavailable``."""

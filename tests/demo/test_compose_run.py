@@ -58,7 +58,10 @@ def compose(engine: Engine) -> Iterator[tuple[list[str], dict[str, int]]]:
         engine.env[host_port_variable(BY_NAME[name])] = str(port)
     command = ["docker-compose", "--project-name", PROJECT, "--file", str(COMPOSE_FILE)]
     try:
-        engine.run([*command, "up", "--detach", "--no-build"], timeout=600)
+        up = engine.run([*command, "up", "--detach", "--no-build"], timeout=600, check=False)
+        if up.returncode != 0:
+            logs = engine.run([*command, "logs", "--no-color", "--tail", "40"], timeout=120, check=False).stdout
+            raise AssertionError(f"docker-compose up failed:\n{up.stdout}{up.stderr}\n{logs}")
         wait_healthy(engine, command)
         yield command, ports
     finally:
