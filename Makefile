@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Every extra in pyproject.toml: `make test` installs them all.
-EXTRAS := asgi,server,grpc,spiffe,otel,prometheus,fastapi,demo
+EXTRAS := asgi,server,grpc,spiffe,redis,otel,prometheus,fastapi,demo
 STAMP := $(VENV)/.installed-stamp
 DEMO_STAMP := $(VENV)/.demo-stamp
 # Wheels of the dependencies, for the test that installs the built wheel into fresh venvs without the network.

@@ -10,7 +10,14 @@ HTTP (uvicorn, one worker, each variant its own subprocess on loopback):
 - ``verifier-in-handler``: the same endpoint calling ``TxnTokenVerifier.verify`` by hand, cache off (what
   verification alone costs in place, without the middleware);
 - ``middleware-nocache``: the bare endpoint behind ``TxnTokenMiddleware``, verifier cache off (every request verifies);
-- ``middleware-cache``: the same with the cache on (the token has been seen before).
+- ``middleware-cache``: the same with the cache on (the token has been seen before);
+- ``wimse-ceiling``: the endpoint checks two signatures and nothing else: the WPT's, with the key of the caller's
+  WIT (its WIT parsed once), and the Txn-Token's; the ceiling of WIMSE verification on this machine;
+- ``wimse-middleware``: the bare endpoint behind ``TxnTokenMiddleware`` with ``callers``: WIT (cached), a fresh WPT
+  (every check of the draft, ``jti`` in the in-memory replay store), then the Txn-Token (cache off).
+
+Both WIMSE variants get a fresh WPT per request (made by the load generator before each run, bound to the
+Txn-Token by ``tth``); their ratio is ``wimse-middleware`` / ``wimse-ceiling`` in the same round.
 
 gRPC (``grpc.aio`` server, one subprocess per variant): a unary call with raw-bytes messages, ``bare``, behind an
 interceptor that does nothing (what any ``grpc.aio`` interceptor costs), and behind ``AioTxnTokenServerInterceptor``
@@ -41,7 +48,18 @@ from pathlib import Path
 from typing import Any
 
 TRUST_DOMAIN = "bench.example"
-HTTP_VARIANTS = ("bare", "signature-only", "pyjwt", "verifier-in-handler", "middleware-nocache", "middleware-cache")
+HTTP_VARIANTS = (
+    "bare",
+    "signature-only",
+    "pyjwt",
+    "verifier-in-handler",
+    "middleware-nocache",
+    "middleware-cache",
+    "wimse-ceiling",
+    "wimse-middleware",
+)
+WIMSE_VARIANTS = ("wimse-ceiling", "wimse-middleware")
+WPT_LIFETIME = 10  # seconds: each run's proofs are made just before it, and the replay store stays small
 GRPC_VARIANTS = ("bare", "noop-interceptor", "interceptor-nocache", "interceptor-cache")
 GRPC_METHOD = "/bench.Echo/Unary"
 REQUIRED = ["iat", "exp", "aud", "txn", "sub", "scope", "req_wl"]
@@ -50,7 +68,7 @@ REQUIRED = ["iat", "exp", "aud", "txn", "sub", "scope", "req_wl"]
 # -- servers (run in subprocesses) ----------------------------------------------------------------------------------
 
 
-def http_app(variant: str, jwks: str) -> Any:
+def http_app(variant: str, jwks: str, wit_jwks: str, port: int) -> Any:
     import jwt
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
@@ -61,6 +79,7 @@ def http_app(variant: str, jwks: str) -> Any:
     from txtoken import TxnTokenVerifier, load_jwks
     from txtoken.jws import b64url_decode, parse_jws
     from txtoken.keys import ALGORITHMS
+    from txtoken.wimse import CallerVerifier, VerifiedWit, WitVerifier, WptVerifier
     from txtoken_asgi import TxnTokenMiddleware
 
     keys = load_jwks(jwks)
@@ -91,6 +110,21 @@ def http_app(variant: str, jwks: str) -> Any:
             return PlainTextResponse("invalid", status_code=401)
         return PlainTextResponse("ok")
 
+    ALL = frozenset(ALGORITHMS)
+    wits = WitVerifier(load_jwks(wit_jwks), trust_domain=TRUST_DOMAIN)
+    seen_wits: dict[str, VerifiedWit] = {}
+
+    async def two_signatures(request: Request) -> PlainTextResponse:
+        wit_token = request.headers.get("workload-identity-token", "")
+        wit = seen_wits.get(wit_token) or seen_wits.setdefault(wit_token, wits.verify(wit_token))
+        wpt = parse_jws(request.headers.get("workload-proof-token", ""), algorithms=ALL, require_kid=False)
+        txn = parse_jws(request.headers.get("txn-token", ""), algorithms=ALL)
+        if not wit.key.verify(wpt.signing_input, b64url_decode(wpt.signature)):
+            return PlainTextResponse("invalid", status_code=401)
+        if not keys[0].verify(txn.signing_input, b64url_decode(txn.signature)):
+            return PlainTextResponse("invalid", status_code=401)
+        return PlainTextResponse("ok")
+
     async def checked_by_verifier(request: Request) -> PlainTextResponse:
         verifier.verify(request.headers.get("txn-token", ""))
         return PlainTextResponse("ok")
@@ -103,9 +137,15 @@ def http_app(variant: str, jwks: str) -> Any:
         return Starlette(routes=[Route("/", checked_by_hand)])
     if variant == "verifier-in-handler":
         return Starlette(routes=[Route("/", checked_by_verifier)])
+    if variant == "wimse-ceiling":
+        return Starlette(routes=[Route("/", two_signatures)])
     middleware = []
     if variant.startswith("middleware"):
         middleware = [Middleware(TxnTokenMiddleware, verifier=verifier)]
+    if variant == "wimse-middleware":
+        callers = CallerVerifier(wits, WptVerifier())
+        service_urls = [f"http://127.0.0.1:{port}"]
+        middleware = [Middleware(TxnTokenMiddleware, verifier=verifier, callers=callers, service_urls=service_urls)]
     return Starlette(routes=[Route("/", ok)], middleware=middleware)
 
 
@@ -143,15 +183,46 @@ def serve(kind: str, variant: str, jwks_file: str, port: int) -> None:
         return
     import uvicorn
 
-    uvicorn.run(http_app(variant, jwks), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    app = http_app(variant, jwks, Path(jwks_file).with_suffix(".wit.json").read_text(), port)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 # -- load generators (this process) ---------------------------------------------------------------------------------
 
 
-async def http_load(port: int, token: str, seconds: float, connections: int) -> float:
+class Requests:
+    """The requests a load sends: the same one every time, or (WIMSE) each with a fresh WPT made before the run."""
+
+    def __init__(self, token: str, wimse: tuple[str, Any] | None = None) -> None:
+        self.token = token
+        self.wimse = wimse  # (WIT, the workload's signing key)
+        self._fixed = f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nTxn-Token: {token}\r\n\r\n".encode("ascii")
+        self._fresh: list[bytes] = []
+
+    def prepare(self, port: int, count: int) -> None:
+        if self.wimse is not None:
+            self._fresh = [self._with_proof(port) for _ in range(count)]
+            self._port = port
+
+    def _with_proof(self, port: int) -> bytes:
+        from txtoken.wimse import create_wpt
+
+        assert self.wimse is not None
+        wit, key = self.wimse
+        wpt = create_wpt(
+            key, wit=wit, audience=f"http://127.0.0.1:{port}/", txn_token=self.token, lifetime=WPT_LIFETIME
+        )
+        head = f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nTxn-Token: {self.token}\r\n"
+        return f"{head}Workload-Identity-Token: {wit}\r\nWorkload-Proof-Token: {wpt}\r\n\r\n".encode("ascii")
+
+    def next(self) -> bytes:
+        if self.wimse is None:
+            return self._fixed
+        return self._fresh.pop() if self._fresh else self._with_proof(self._port)
+
+
+async def http_load(port: int, requests: Requests, seconds: float, connections: int) -> float:
     """Requests per second over ``connections`` keep-alive connections, each answer checked for 200."""
-    request = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nTxn-Token: {token}\r\n\r\n").encode("ascii")
     deadline = time.perf_counter() + seconds
     counts = [0] * connections
 
@@ -159,7 +230,7 @@ async def http_load(port: int, token: str, seconds: float, connections: int) -> 
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while time.perf_counter() < deadline:
-                writer.write(request)
+                writer.write(requests.next())
                 head = await reader.readuntil(b"\r\n\r\n")
                 if not head.startswith(b"HTTP/1.1 200"):
                     raise RuntimeError(f"unexpected answer: {head[:40]!r}")
@@ -174,9 +245,10 @@ async def http_load(port: int, token: str, seconds: float, connections: int) -> 
     return sum(counts) / (time.perf_counter() - start)
 
 
-async def grpc_load(port: int, token: str, seconds: float, concurrency: int) -> float:
+async def grpc_load(port: int, requests: Requests, seconds: float, concurrency: int) -> float:
     import grpc
 
+    token = requests.token
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(GRPC_METHOD)
         metadata = (("txn-token", token),)
@@ -221,26 +293,39 @@ def start_server(kind: str, variant: str, jwks_file: str, stack: ExitStack) -> i
     raise RuntimeError(f"{kind} server {variant} did not start")
 
 
-Load = Callable[[int, str, float, int], Coroutine[Any, Any, float]]
+Load = Callable[[int, Requests, float, int], Coroutine[Any, Any, float]]
+#: Proofs made ahead of each WIMSE run: more than such a run can send here (the rest are made on the fly).
+PROOFS_PER_SECOND = 5000
 
 
 def measure(
-    load: Load, ports: dict[str, int], token: str, rounds: int, seconds: float, concurrency: int
-) -> dict[str, tuple[float, float]]:
-    """Median rate and median ratio to ``bare`` per variant, the variants interleaved in each round."""
+    load: Load, ports: dict[str, int], requests: dict[str, Requests], rounds: int, seconds: float, concurrency: int
+) -> tuple[dict[str, tuple[float, float]], list[float]]:
+    """Median rate and median ratio to ``bare`` per variant, the variants interleaved in each round; and (with the
+    WIMSE variants) the ratio of ``wimse-middleware`` to ``wimse-ceiling`` in each round."""
     rates: dict[str, list[float]] = {variant: [] for variant in ports}
-    for port in ports.values():  # warm up: imports, caches, connection setup
-        asyncio.run(load(port, token, min(seconds, 0.5), concurrency))
+
+    def run(variant: str, duration: float) -> float:
+        requests[variant].prepare(ports[variant], int(duration * PROOFS_PER_SECOND))
+        return asyncio.run(load(ports[variant], requests[variant], duration, concurrency))
+
+    for variant in ports:  # warm up: imports, caches, connection setup
+        run(variant, min(seconds, 0.5))
     for _ in range(rounds):
-        for variant, port in ports.items():
-            rates[variant].append(asyncio.run(load(port, token, seconds, concurrency)))
+        for variant in ports:
+            rates[variant].append(run(variant, seconds))
+    wimse = (
+        [m / c for m, c in zip(rates["wimse-middleware"], rates["wimse-ceiling"], strict=True)]
+        if "wimse-ceiling" in rates
+        else []
+    )
     return {
         variant: (
             statistics.median(values),
             statistics.median(v / b for v, b in zip(values, rates["bare"], strict=True)),
         )
         for variant, values in rates.items()
-    }
+    }, wimse
 
 
 def report(title: str, results: dict[str, tuple[float, float]]) -> None:
@@ -264,8 +349,13 @@ def main() -> None:
         return
 
     from txtoken import KeySet, TxnTokenMinter
+    from txtoken.wimse import WitIssuer
 
     keys = KeySet.generate(args.alg)
+    wit_keys = KeySet.generate("ES256")
+    wit, workload_key = WitIssuer(wit_keys, trust_domain=TRUST_DOMAIN).issue_with_new_key(
+        "spiffe://bench.example/caller", args.alg
+    )
     minter = TxnTokenMinter(keys, trust_domain=TRUST_DOMAIN)
     token = minter.mint(
         sub="d084sdrt234fsaw34tr23t",
@@ -277,16 +367,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         jwks_file = str(Path(tmp) / "jwks.json")
         Path(jwks_file).write_text(json.dumps(keys.public_jwks()))
+        Path(jwks_file).with_suffix(".wit.json").write_text(json.dumps(wit_keys.public_jwks()))
         http_ports = {v: start_server("http", v, jwks_file, stack) for v in HTTP_VARIANTS}
         grpc_ports = {v: start_server("grpc", v, jwks_file, stack) for v in GRPC_VARIANTS}
+        requests = {v: Requests(token, (wit, workload_key) if v in WIMSE_VARIANTS else None) for v in HTTP_VARIANTS}
         print(f"{args.alg} token of {len(token)} bytes; {args.rounds} rounds of {args.seconds}s per variant\n")
-        http = measure(http_load, http_ports, token, args.rounds, args.seconds, args.connections)
+        http, wimse = measure(http_load, http_ports, requests, args.rounds, args.seconds, args.connections)
         report(f"HTTP: uvicorn (1 worker) + Starlette, {args.connections} keep-alive connections", http)
-        grpc_results = measure(grpc_load, grpc_ports, token, args.rounds, args.seconds, args.connections)
+        grpc_requests = {v: Requests(token) for v in GRPC_VARIANTS}
+        grpc_results, _ = measure(grpc_load, grpc_ports, grpc_requests, args.rounds, args.seconds, args.connections)
         report(f"gRPC: grpc.aio server, unary, {args.connections} concurrent calls", grpc_results)
+    wimse_ratio = statistics.median(wimse)
+    print(f"WIMSE: wimse-middleware / wimse-ceiling per round: {', '.join(f'{r:.2f}' for r in wimse)}")
     goals = [
         ("HTTP middleware, cache off >= 0.6", http["middleware-nocache"][1] >= 0.6),
         ("HTTP middleware, cache on  >= 0.9", http["middleware-cache"][1] >= 0.9),
+        (f"WIMSE middleware >= 0.85 of its ceiling (median {wimse_ratio:.2f})", wimse_ratio >= 0.85),
     ]
     for goal, met in goals:
         print(f"goal {goal}: {'met' if met else 'NOT met'}")

@@ -14,10 +14,11 @@ from starlette.responses import JSONResponse
 
 from service_mesh_demo.topology import TTS_IDENTIFIER
 from txtoken.client import AsyncTokenServiceClient
-from txtoken.credentials import CredentialSource, EnvCredentialSource, FileCredentialSource
+from txtoken.credentials import CredentialSource, EnvCredentialSource, FileCredentialSource, TokenServiceWitSource
 from txtoken.errors import KeysUnavailable
 from txtoken.keysource import RemoteJwksKeySource
 from txtoken.verify import TxnTokenVerifier
+from txtoken.wimse import CallerVerifier, WitVerifier, WptVerifier
 
 __all__ = ["DemoEnv", "configure_logging", "prefetch_keys", "readiness", "serve_http"]
 
@@ -33,6 +34,7 @@ class DemoEnv:
     data_dir: Path
     urls: dict[str, str]
     workload_id: str | None
+    address: str = ""  # how others reach it (its WPT audience); empty for a service without a workload identity
     log_level: str = "info"
 
     @classmethod
@@ -51,6 +53,7 @@ class DemoEnv:
             data_dir=Path(env["DEMO_DATA_DIR"]),
             urls=urls,
             workload_id=env.get("DEMO_WORKLOAD_ID"),
+            address=env.get("DEMO_ADDRESS", ""),
             log_level=env.get("DEMO_LOG_LEVEL", "info"),
         )
 
@@ -74,6 +77,19 @@ class DemoEnv:
         # Plain http inside the demo's network only (compose hosts are not loopback): use https in production.
         return AsyncTokenServiceClient(
             f"{self.urls['tts']}/token", credential=self.credential(), trust_domain=self.trust_domain, allow_http=True
+        )
+
+    def identity(self) -> TokenServiceWitSource:
+        """The workload's WIT and key, from the TTS (authenticated with its platform credential), refreshed in time."""
+        return TokenServiceWitSource(
+            f"{self.urls['tts']}/wit", credential=self.credential(), audience=TTS_IDENTIFIER, allow_http=True
+        )
+
+    def callers(self) -> CallerVerifier:
+        """Verifies the calling workload's WIT (against the TTS's published WIT keys) and its WPT."""
+        anchors = RemoteJwksKeySource(f"{self.urls['tts']}/.well-known/wit-jwks.json", allow_http=True)
+        return CallerVerifier(
+            WitVerifier(anchors, trust_domain=self.trust_domain, issuers=[TTS_IDENTIFIER]), WptVerifier()
         )
 
     def tts_keys(self) -> RemoteJwksKeySource:

@@ -111,7 +111,7 @@ def app(env: DemoEnv) -> Starlette:
     tts_keys = env.tts_keys()
     edge = inbound_gateway(env, env.tts_client(), env.verifier(tts_keys))
     orders_url = env.urls["orders"]
-    auth = TxnTokenAuth(trusted_hosts=[httpx.URL(orders_url).host])
+    auth = TxnTokenAuth(trusted_hosts=[httpx.URL(orders_url).host], identity=env.identity())
     http = httpx.AsyncClient(
         auth=auth,
         timeout=10.0,

@@ -22,6 +22,7 @@ import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service_mesh_demo.reasons import reason_for
+from txtoken.context import current_caller
 from txtoken.verify import VerifiedTxnToken
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Hop:
     note: str = ""
     reason: str = ""  # why it was refused, in plain words
     tts: list[dict[str, Any]] = field(default_factory=list)  # what the service asked the TTS for, in order
+    caller: str | None = None  # the calling workload (its WIT's sub), once its WIT and WPT verified
 
     def context_from(self, txn: VerifiedTxnToken | None) -> None:
         if txn is not None:
@@ -77,6 +79,7 @@ class Hop:
     def finish(self, seen: dict[str, Any], txn: VerifiedTxnToken | None) -> Hop:
         """Complete the report with what the handler noted and the context it ran with."""
         self.note = str(seen.get("note", ""))
+        self.caller = seen.get("caller")
         self.tts = list(seen.get("tts", []))
         self.reason = "" if self.verdict == "ok" else reason_for(self.verdict)
         self.context_from(txn)
@@ -104,6 +107,9 @@ def note_transaction(txn: VerifiedTxnToken | None, note: str = "") -> None:
     seen = _seen.get()
     if seen is not None:
         seen["txn"] = txn
+        caller = current_caller()
+        if caller is not None:
+            seen["caller"] = caller.workload
         if note:
             seen["note"] = note
 
@@ -183,6 +189,9 @@ class ReportingMiddleware:
                     ms=round((time.perf_counter() - started) * 1000, 2),
                     at=started_at,
                 )
+                verified_caller = scope.get("txtoken.caller")
+                if verified_caller is not None:
+                    seen["caller"] = verified_caller.workload
                 await self.sink(hop.finish(seen, scope.get("txtoken") or seen.get("txn")))
 
 

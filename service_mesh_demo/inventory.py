@@ -22,6 +22,7 @@ from service_mesh_demo.hops import (
     note_transaction,
     note_tts_call,
 )
+from service_mesh_demo.topology import workload_id
 from txtoken.augment import aaugment
 from txtoken.context import require_transaction
 from txtoken.credentials import FileCredentialSource
@@ -41,6 +42,7 @@ POLICY = Policy(
             RESERVE,
             scopes=["inventory.reserve"],
             bind={"message.order_id": "order_id", "message.item": "item", "message.quantity": "quantity"},
+            callers=[workload_id("orders")],
         )
     ]
 )
@@ -56,7 +58,7 @@ async def serve(env: DemoEnv) -> None:
     verifier = env.verifier(tts_keys)
     tts = env.tts_client()
     payments_url = env.urls["payments"]
-    auth = TxnTokenAuth(trusted_hosts=[httpx.URL(payments_url).host])
+    auth = TxnTokenAuth(trusted_hosts=[httpx.URL(payments_url).host], identity=env.identity())
     http = httpx.AsyncClient(
         auth=auth, timeout=10.0, event_hooks={"request": [*auth.async_event_hooks["request"], aforward_trace]}
     )
@@ -97,7 +99,7 @@ async def serve(env: DemoEnv) -> None:
     server = grpc.aio.server(
         interceptors=[
             ReportingServerInterceptor(service="inventory", sink=http_sink(env.collector)),
-            AioTxnTokenServerInterceptor(verifier, policy=POLICY),
+            AioTxnTokenServerInterceptor(verifier, policy=POLICY, callers=env.callers(), authorities=[env.address]),
         ]
     )
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {"Reserve": handler})])

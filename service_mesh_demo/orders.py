@@ -27,6 +27,7 @@ from service_mesh_demo.hops import (
     note_tts_call,
 )
 from service_mesh_demo.inventory import RESERVE, encode_message
+from service_mesh_demo.topology import workload_id
 from txtoken.augment import aaugment
 from txtoken.context import require_transaction
 from txtoken.errors import TxTokenError
@@ -37,10 +38,21 @@ from txtoken_httpx import TxnTokenAuth
 
 __all__ = ["POLICY", "app"]
 
+#: Orders are placed and refunded only through the gateway (its WIT authenticates it at every call).
 POLICY = Policy(
     [
-        Rule("POST /orders/{order_id}", scopes=["orders.create"], bind={"path.order_id": "order_id"}),
-        Rule("POST /orders/{order_id}/refund", scopes=["orders.refund"], bind={"path.order_id": "order_id"}),
+        Rule(
+            "POST /orders/{order_id}",
+            scopes=["orders.create"],
+            bind={"path.order_id": "order_id"},
+            callers=[workload_id("gateway")],
+        ),
+        Rule(
+            "POST /orders/{order_id}/refund",
+            scopes=["orders.refund"],
+            bind={"path.order_id": "order_id"},
+            callers=[workload_id("gateway")],
+        ),
     ]
 )
 
@@ -101,7 +113,8 @@ def app(env: DemoEnv) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await prefetch_keys(tts_keys)
         # A grpc.aio channel belongs to the event loop it is created on: the server's.
-        interceptors = [*aio_client_interceptors(), TraceClientInterceptor()]
+        identity = aio_client_interceptors(identity=env.identity(), authority=env.urls["inventory"])
+        interceptors = [*identity, TraceClientInterceptor()]
         async with grpc.aio.insecure_channel(env.urls["inventory"], interceptors=interceptors) as channel:
             inventory["reserve"] = channel.unary_unary(
                 RESERVE, request_serializer=encode_message, response_deserializer=json.loads
@@ -118,7 +131,14 @@ def app(env: DemoEnv) -> Starlette:
         ],
         middleware=[
             Middleware(ReportingMiddleware, service="orders", sink=http_sink(env.collector), prefixes=("/orders",)),
-            Middleware(TxnTokenMiddleware, verifier=verifier, policy=POLICY, exempt_paths=["/healthz"]),
+            Middleware(
+                TxnTokenMiddleware,
+                verifier=verifier,
+                policy=POLICY,
+                exempt_paths=["/healthz"],
+                callers=env.callers(),
+                service_urls=[env.address],
+            ),
         ],
         lifespan=lifespan,
     )

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from service_mesh_demo.common import DemoEnv, prefetch_keys, readiness, serve_http
 from service_mesh_demo.hops import ReportingMiddleware, http_sink
+from service_mesh_demo.topology import workload_id
 from txtoken.context import require_transaction
 from txtoken.policy import Policy, Rule
 from txtoken_asgi import TxnTokenMiddleware
@@ -29,6 +30,7 @@ POLICY = Policy(
             scopes=["payments.charge"],
             tctx={"reservation_id": {"present": True}},
             bind={"query.amount": "amount", "query.order_id": "order_id"},
+            callers=[workload_id("inventory")],  # charges come from inventory only
         )
     ]
 )
@@ -55,7 +57,14 @@ def app(env: DemoEnv) -> Starlette:
         routes=[Route("/charges", charge, methods=["POST"]), Route("/healthz", healthz)],
         middleware=[
             Middleware(ReportingMiddleware, service="payments", sink=http_sink(env.collector), prefixes=("/charges",)),
-            Middleware(TxnTokenMiddleware, verifier=env.verifier(tts_keys), policy=POLICY, exempt_paths=["/healthz"]),
+            Middleware(
+                TxnTokenMiddleware,
+                verifier=env.verifier(tts_keys),
+                policy=POLICY,
+                exempt_paths=["/healthz"],
+                callers=env.callers(),
+                service_urls=[env.address],
+            ),
         ],
         lifespan=lifespan,
     )

@@ -23,6 +23,13 @@ REASONS = {
     "unauthorized_client": "This workload may not ask the TTS for that.",
     "access_denied": "The service's policy refuses this call.",
     "invalid_token": "The gateway needs a valid access token of the demo's IdP.",
+    "wit_missing": "The caller sent no workload identity token: a Txn-Token alone no longer opens a call.",
+    "wit_invalid": "The caller's workload identity token is not one the trust domain issued.",
+    "wpt_signature_invalid": "The proof is not signed with the key of the caller's identity token: not its holder.",
+    "wpt_replayed": "This proof was already used: a captured request cannot be sent again.",
+    "wpt_aud_invalid": "The proof was made for another service or path.",
+    "wpt_tth_mismatch": "The proof was made for another Txn-Token.",
+    "caller_not_allowed": "The caller is authenticated, but this route takes calls only from other workloads.",
 }
 
 

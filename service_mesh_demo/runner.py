@@ -18,7 +18,7 @@ from txtoken.logs import LOG_LEVELS
 
 __all__ = ["format_result", "main", "report", "summary"]
 
-_COLUMNS = ("service", "protocol", "req_wl", "scope", "tctx keys", "verdict", "ms")
+_COLUMNS = ("service", "protocol", "caller", "req_wl", "scope", "tctx keys", "verdict", "ms")
 
 
 def _short_workload(req_wl: str | None) -> str:
@@ -38,6 +38,7 @@ def format_result(result: StepResult) -> str:
         (
             hop["service"],
             hop["protocol"],
+            _short_workload(hop.get("caller")),
             _short_workload(hop.get("req_wl")),
             hop.get("scope") or "-",
             ",".join(hop.get("tctx_keys") or []) or "-",

@@ -2,6 +2,10 @@
 
 Every step sends its first request with a trace label (``x-demo-trace``); the services' hop reports, collected by the
 gateway, then show what each hop saw and decided.
+
+Every hop checks the caller's WIT and WPT (WIMSE) before the Txn-Token. The attacker of the Txn-Token steps has
+compromised the gateway's credential, so its calls carry the gateway's identity and a valid proof: what stops them is
+the Txn-Token checks. The WIMSE steps show what the binding of the Txn-Token to the call stops.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from service_mesh_demo.mesh import MeshAddresses
 from service_mesh_demo.topology import TRUST_DOMAIN, TTS_IDENTIFIER
 from txtoken.claims import HTTP_HEADER, TOKEN_TYPE_ACCESS_TOKEN
 from txtoken.client import TokenServiceClient
-from txtoken.credentials import FileCredentialSource
+from txtoken.credentials import FileCredentialSource, TokenServiceWitSource
 from txtoken.keys import KeySet, SigningKey
 from txtoken.mint import TxnTokenMinter, encode_jws
+from txtoken.wimse import WIT_HEADER, WIT_METADATA_KEY, WPT_HEADER, WPT_METADATA_KEY, create_wpt, grpc_audience
 
 __all__ = ["Outcome", "Step", "StepResult", "run_scenario"]
 
@@ -66,6 +71,10 @@ class Scene:
         form = {"grant_type": "password", "username": "alice", "password": "wonderland"}
         self.access_token = str(self.http.post(f"{mesh.url('idp')}/token", data=form).json()["access_token"])
         self.placed: dict[str, Any] = {}
+        gateway_credential = FileCredentialSource(mesh.data_dir / "tokens" / "gateway" / "token")
+        self.gateway_identity = TokenServiceWitSource(
+            f"{mesh.url('tts')}/wit", credential=gateway_credential, audience=TTS_IDENTIFIER, allow_http=True
+        )
 
     def warm_up(self) -> None:
         """One purchase without a trace label (no hop reports): connections, key caches and the services' first-call
@@ -107,9 +116,27 @@ class Scene:
     def tts_keys(self) -> KeySet:
         return KeySet.load(Path(self.mesh.data_dir, "tts", "keys.json"))
 
-    def present(self, service: str, path: str, trace: str, token: str | None, **params: str) -> Outcome:
+    def proof(self, audience: str, token: str | None, *, key: SigningKey | None = None) -> dict[str, str]:
+        """The gateway's WIT and a WPT for ``audience`` bound to ``token``, signed with ``key`` (default: the WIT's)."""
+        me = self.gateway_identity.get()
+        wpt = create_wpt(key or me.key, wit=me.wit, audience=audience, txn_token=token)
+        return {WIT_HEADER: me.wit, WPT_HEADER: wpt}
+
+    def present(
+        self,
+        service: str,
+        path: str,
+        trace: str,
+        token: str | None,
+        *,
+        proof: dict[str, str] | None = None,
+        **params: str,
+    ) -> Outcome:
+        """A call straight to ``service`` with ``token``; with the gateway's WIT and a valid WPT unless ``proof``."""
+        url = f"{self.mesh.url(service)}{path}"
         headers = {TRACE_HEADER: trace, **({HTTP_HEADER: token} if token else {})}
-        return self.outcome(self.http.post(f"{self.mesh.url(service)}{path}", params=params, json={}, headers=headers))
+        headers.update(self.proof(url, token) if proof is None else proof)
+        return self.outcome(self.http.post(url, params=params, json={}, headers=headers))
 
     def close(self) -> None:
         self.http.close()
@@ -161,10 +188,12 @@ def _no_token_http(scene: Scene, trace: str) -> Outcome:
 
 def _no_token_grpc(scene: Scene, trace: str) -> Outcome:
     target = scene.mesh.url("inventory").removeprefix("http://")
+    proof = scene.proof(grpc_audience(target, RESERVE), None)
+    metadata = ((TRACE_HEADER, trace), (WIT_METADATA_KEY, proof[WIT_HEADER]), (WPT_METADATA_KEY, proof[WPT_HEADER]))
     with grpc.insecure_channel(target) as channel:
         reserve = channel.unary_unary(RESERVE, request_serializer=encode_message, response_deserializer=json.loads)
         try:
-            reserve({"order_id": "o-6666ffff", "item": "widget", "quantity": 1}, metadata=((TRACE_HEADER, trace),))
+            reserve({"order_id": "o-6666ffff", "item": "widget", "quantity": 1}, metadata=metadata)
         except grpc.RpcError as exc:
             details = exc.details() if isinstance(exc, grpc.Call) else ""
             code = exc.code().name if isinstance(exc, grpc.Call) else "UNKNOWN"
@@ -174,6 +203,32 @@ def _no_token_grpc(scene: Scene, trace: str) -> Outcome:
 
 def _escalation(scene: Scene, trace: str) -> Outcome:
     return scene.gateway(f"/api/orders/{scene.placed.get('order_id', 'o-0')}/refund", trace, {})
+
+
+def _logged_token_without_key(scene: Scene, trace: str) -> Outcome:
+    token = scene.captured_token("o-7777aaaa")  # read from a log, with the gateway's WIT (WITs are not secret)
+    url = f"{scene.mesh.url('orders')}/orders/o-7777aaaa"
+    attacker_key = SigningKey.generate("ES256")  # the attacker's own key: not the one in the WIT's cnf
+    return scene.present("orders", "/orders/o-7777aaaa", trace, token, proof=scene.proof(url, token, key=attacker_key))
+
+
+def _replayed_proof(scene: Scene, trace: str) -> Outcome:
+    token = scene.captured_token("o-1111aaaa")
+    path = "/orders/o-8888bbbb"  # the first sending is refused by the binding: its WPT is used up all the same
+    proof = scene.proof(f"{scene.mesh.url('orders')}{path}", token)
+    scene.present("orders", path, "", token, proof=proof)  # not traced: the step shows the second sending
+    return scene.present("orders", path, trace, token, proof=proof)
+
+
+def _proof_for_another_service(scene: Scene, trace: str) -> Outcome:
+    token = scene.captured_token("o-9999cccc")
+    proof = scene.proof(f"{scene.mesh.url('payments')}/charges", token)  # a WPT payments would accept
+    return scene.present("orders", "/orders/o-9999cccc", trace, token, proof=proof)
+
+
+def _caller_not_allowed(scene: Scene, trace: str) -> Outcome:
+    token = scene.captured_token("o-aaaa1111")
+    return scene.present("payments", "/charges", trace, token, order_id="o-aaaa1111", amount="12.50")
 
 
 STEPS = (
@@ -196,6 +251,30 @@ STEPS = (
         "token_missing",
         "a reservation straight to inventory",
         _no_token_grpc,
+    ),
+    Step(
+        "logged Txn-Token, without the caller's key",
+        "wpt_signature_invalid",
+        "a genuine Txn-Token and the gateway's WIT, read from a log, sent with a proof signed by another key",
+        _logged_token_without_key,
+    ),
+    Step(
+        "replayed proof",
+        "wpt_replayed",
+        "the same request, WIT and WPT sent a second time",
+        _replayed_proof,
+    ),
+    Step(
+        "proof made for another service",
+        "wpt_aud_invalid",
+        "a valid WPT for payments presented to orders",
+        _proof_for_another_service,
+    ),
+    Step(
+        "genuine caller, not allowed on the route",
+        "caller_not_allowed",
+        "the gateway, authenticated, calls payments, which takes charges from inventory only",
+        _caller_not_allowed,
     ),
     Step(
         "scope escalation at replacement",

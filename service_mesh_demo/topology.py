@@ -21,6 +21,7 @@ __all__ = [
     "TTS_IDENTIFIER",
     "Service",
     "service_env",
+    "workload_id",
 ]
 
 TRUST_DOMAIN = "shop.example"
@@ -64,18 +65,25 @@ class Service:
         return ["python", "-m", "service_mesh_demo", self.name]
 
 
-def _workload(name: str) -> str:
+def workload_id(name: str) -> str:
+    """The Workload Identifier of a demo workload (its WIT's ``sub``)."""
     return f"spiffe://{TRUST_DOMAIN}/ns/shop/sa/{name}"
 
 
 SERVICES: tuple[Service, ...] = (
     Service("platform", "service_mesh_demo.platform", 9, "http"),
     Service("idp", "service_mesh_demo.idp", 1, "http", published=True),
-    Service("tts", "service_mesh_demo.tts", 2, "http", needs=("platform", "idp")),  # reads the IdP's JWKS file
+    Service("tts", "service_mesh_demo.tts", 2, "http", needs=("platform", "idp")),  # it reads the IdP's JWKS file
     Service("supplier", "service_mesh_demo.supplier", 6, "http", needs=("platform",)),
     Service("shipping", "service_mesh_demo.shipping", 7, "http", needs=("tts", "gateway"), binaries=("nginx", "node")),
     Service(
-        "payments", "service_mesh_demo.payments", 5, "http", needs=("tts", "gateway"), workload_id=_workload("payments")
+        "payments",
+        "service_mesh_demo.payments",
+        5,
+        "http",
+        credential="file",
+        needs=("tts", "gateway"),
+        workload_id=workload_id("payments"),
     ),
     Service(
         "inventory",
@@ -84,7 +92,7 @@ SERVICES: tuple[Service, ...] = (
         "grpc",
         credential="file",
         needs=("tts", "payments", "supplier", "gateway"),
-        workload_id=_workload("inventory"),
+        workload_id=workload_id("inventory"),
         extra_tokens={"supplier-token": SUPPLIER_AS},
     ),
     Service(
@@ -94,7 +102,7 @@ SERVICES: tuple[Service, ...] = (
         "http",
         credential="env",
         needs=("tts", "inventory", "shipping", "gateway"),
-        workload_id=_workload("orders"),
+        workload_id=workload_id("orders"),
     ),
     Service(
         "gateway",
@@ -103,7 +111,7 @@ SERVICES: tuple[Service, ...] = (
         "http",
         credential="file",
         needs=("idp", "tts", "orders"),
-        workload_id=_workload("gateway"),
+        workload_id=workload_id("gateway"),
         published=True,
     ),
 )
@@ -132,6 +140,8 @@ def service_env(service: Service, *, base_port: int, data_dir: str | Path, compo
     }
     if service.workload_id:
         env["DEMO_WORKLOAD_ID"] = service.workload_id
+        # The address others call it at: its WPT audience (HTTP: the service URL; gRPC: the authority).
+        env["DEMO_ADDRESS"] = _url(service, service.name if compose else "127.0.0.1", base_port + service.offset)
     if service.credential == "file":
         # Compose mounts only this workload's token volume, where Kubernetes projects it; locally it is a folder.
         folder = "/var/run/secrets/tokens" if compose else Path(data_dir) / "tokens" / service.name

@@ -15,8 +15,8 @@ CONFIG = Path(__file__).with_name("tts.toml")
 def run() -> None:
     env = DemoEnv.load()
     os.chdir(env.data_dir)
-    key_file = Path("tts", "keys.json")
-    if not key_file.exists():  # what `txtoken keygen --out tts/keys.json` does, once, before any replica starts
-        KeySet.generate().save(key_file)
+    for key_file in (Path("tts", "keys.json"), Path("wit", "keys.json")):  # the Txn-Token keys, the WIT keys
+        if not key_file.exists():  # what `txtoken keygen --out ...` does, once, before any replica starts
+            KeySet.generate().save(key_file)
     settings = load_settings(CONFIG)
     serve_http(create_app(TokenService.build(settings), freeze_gc=True), env)

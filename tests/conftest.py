@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -60,6 +62,53 @@ def serve() -> Iterator[Callable[..., RunningServer]]:
     yield start
     for server in reversed(servers):
         server.stop()
+
+
+class RedisServer:
+    """A real ``redis-server`` (Debian's package) on a free loopback port, without persistence."""
+
+    def __init__(self, directory: str) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        for _ in range(5):  # the free port may be taken between choosing and binding it
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port: int = probe.getsockname()[1]
+            args = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--dir", directory]
+            args += ["--appendonly", "no"]
+            self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._wait_ready():
+                self.url = f"redis://127.0.0.1:{self.port}/0"
+                return
+            self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def _wait_ready(self) -> bool:
+        assert self.process is not None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the test session (tests use distinct key prefixes)."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+    server = RedisServer(str(tmp_path_factory.mktemp("redis")))
+    yield server
+    server.stop()
 
 
 class Captured:

@@ -1,4 +1,4 @@
-"""The ``txtoken`` command: keygen, keys rotate, mint, verify, serve, forward-auth, and the demo."""
+"""The ``txtoken`` command: keygen, keys rotate, mint, verify, serve, forward-auth, wimse, and the demo."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from txtoken.keysource import JwksFileKeySource, KeySource, RemoteJwksKeySource
 from txtoken.logs import LOG_FORMATS, LOG_LEVELS, log_config
 from txtoken.mint import TxnTokenMinter
 from txtoken.verify import DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME, TxnTokenVerifier
+from txtoken.wimse.cli import add_wimse_parser
 
 __all__ = ["main"]
 
@@ -367,6 +368,8 @@ def _parser() -> argparse.ArgumentParser:
     forward.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     forward.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="text, or one JSON object a line")
     forward.set_defaults(run=_forward_auth)
+
+    add_wimse_parser(sub)
 
     demo = sub.add_parser("demo", help="run the demo service mesh (txtoken demo --help)", add_help=False)
     demo.set_defaults(run=_demo)

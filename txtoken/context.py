@@ -1,43 +1,64 @@
-"""The current transaction: one ContextVar holding the verified Txn-Token of the request being handled.
+"""The current transaction: the verified Txn-Token of the request being handled, and (with WIMSE) its caller.
 
-Inbound integrations set it around each request with :func:`use_transaction`; outbound integrations read it with
-:func:`current_transaction` or :func:`require_transaction`. Handlers never pass tokens around by hand.
+Inbound integrations set both around each request with :func:`use_transaction`; outbound integrations read the
+transaction with :func:`current_transaction` or :func:`require_transaction`, handlers the authenticated calling
+workload with :func:`current_caller`. Handlers never pass tokens around by hand.
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 from txtoken.errors import NoTransaction
 from txtoken.verify import VerifiedTxnToken
 
-__all__ = ["current_transaction", "require_transaction", "use_transaction"]
+if TYPE_CHECKING:
+    from txtoken.wimse.caller import VerifiedCaller
+
+__all__ = ["current_caller", "current_transaction", "require_transaction", "use_transaction"]
 
 _current: ContextVar[VerifiedTxnToken | None] = ContextVar("txtoken_current_transaction", default=None)
+_caller: ContextVar[VerifiedCaller | None] = ContextVar("txtoken_current_caller", default=None)
+
+
+class _Keep:
+    """The default of :class:`use_transaction`'s ``caller``: the current caller stays."""
+
+
+_KEEP = _Keep()
 
 
 class use_transaction:  # lowercase like contextlib.suppress: callers use it as a function
-    """Make ``txn`` the current transaction inside the ``with`` block; the previous one is current again after it.
+    """Make ``txn`` the current transaction (and ``caller`` the current caller; by default the caller stays as it
+    is, as when a handler switches to a replacement token) inside the ``with`` block; the previous ones are current
+    again after it.
 
     A class rather than a generator-based context manager: it runs around every request and message.
     """
 
-    __slots__ = ("_previous", "_reset", "_txn")
+    __slots__ = ("_caller", "_previous", "_previous_caller", "_reset", "_reset_caller", "_txn")
 
-    def __init__(self, txn: VerifiedTxnToken | None) -> None:
+    def __init__(self, txn: VerifiedTxnToken | None, caller: VerifiedCaller | None | _Keep = _KEEP) -> None:
         self._txn = txn
+        self._caller = caller
 
     def __enter__(self) -> VerifiedTxnToken | None:
         self._previous = _current.get()
+        self._previous_caller = _caller.get()
         self._reset = _current.set(self._txn)
+        caller = self._caller
+        self._reset_caller = _caller.set(self._previous_caller if isinstance(caller, _Keep) else caller)
         return self._txn
 
     def __exit__(self, *exc_info: object) -> None:
         try:
+            _caller.reset(self._reset_caller)
             _current.reset(self._reset)
         except ValueError:
             # Exited in another Context than entered (a generator finalized elsewhere): restore by value.
             _current.set(self._previous)
+            _caller.set(self._previous_caller)
 
 
 def current_transaction() -> VerifiedTxnToken | None:
@@ -51,3 +72,9 @@ def require_transaction() -> VerifiedTxnToken:
     if txn is None:
         raise NoTransaction("no Txn-Token in the current context")
     return txn
+
+
+def current_caller() -> VerifiedCaller | None:
+    """The authenticated calling workload of the current request (its WIT and WPT verified), or None when the
+    service does not check callers or the route did not require one."""
+    return _caller.get()

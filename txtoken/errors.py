@@ -13,9 +13,15 @@ contain a token.
     │   ├── AlgorithmNotAllowed, TypMismatch, UnknownKey, SignatureInvalid
     │   ├── AudienceMismatch, TokenExpired, TokenNotYetValid, LifetimeTooLong
     │   └── ClaimInvalid, LegacyClaims, TokenReplayed
+    ├── WorkloadAuthRejected              400  UNAUTHENTICATED   (WIMSE: a caller's WIT or WPT is missing or not valid)
+    │   ├── WitRejected: WitMissing, WitExpired, WitSubjectInvalid, WitKeyInvalid
+    │   └── WptRejected: WptMissing, WptDuplicated, WptTypMismatch, WptAlgMismatch, WptSignatureInvalid,
+    │       WptAudienceMismatch, WptExpired, WptLifetimeTooLong, WptReplayed, WptWitHashMismatch,
+    │       WptTxnTokenHashMismatch, WptAccessTokenHashMismatch, WptOtherTokenInvalid
     ├── AccessDenied                      403  PERMISSION_DENIED
     │   ├── InsufficientScope
-    │   └── BindingMismatch
+    │   ├── BindingMismatch
+    │   └── CallerNotAllowed              (WIMSE: the authenticated caller may not use this route)
     ├── NoTransaction                     401  UNAUTHENTICATED   (no current Txn-Token where one is needed)
     ├── KeysUnavailable                   503  UNAVAILABLE
     ├── CredentialUnavailable             503  UNAVAILABLE
@@ -38,6 +44,7 @@ __all__ = [
     "AlgorithmNotAllowed",
     "AudienceMismatch",
     "BindingMismatch",
+    "CallerNotAllowed",
     "ClaimInvalid",
     "ConfigurationError",
     "CredentialUnavailable",
@@ -68,6 +75,26 @@ __all__ = [
     "UnauthorizedClient",
     "UnknownKey",
     "UnsupportedGrantType",
+    "WitExpired",
+    "WitKeyInvalid",
+    "WitMissing",
+    "WitRejected",
+    "WitSubjectInvalid",
+    "WorkloadAuthRejected",
+    "WptAccessTokenHashMismatch",
+    "WptAlgMismatch",
+    "WptAudienceMismatch",
+    "WptDuplicated",
+    "WptExpired",
+    "WptLifetimeTooLong",
+    "WptMissing",
+    "WptOtherTokenInvalid",
+    "WptRejected",
+    "WptReplayed",
+    "WptSignatureInvalid",
+    "WptTxnTokenHashMismatch",
+    "WptTypMismatch",
+    "WptWitHashMismatch",
     "oauth_error_class",
 ]
 
@@ -176,6 +203,110 @@ class LegacyClaims(TokenRejected):
     code = "legacy_claims"
 
 
+# --- WIMSE: the calling workload's WIT or WPT is not acceptable (400 / UNAUTHENTICATED) ------------------------------
+# draft-ietf-wimse-workload-creds §5.2: WIT/WPT failures answer 400 with problem details; 401 is NOT RECOMMENDED.
+
+
+class WorkloadAuthRejected(TxTokenError):
+    """The calling workload's Workload Identity Token or Workload Proof Token is missing or not valid."""
+
+    code = "workload_auth_invalid"
+    http_status = 400
+    grpc_status = "UNAUTHENTICATED"
+
+
+class WitRejected(WorkloadAuthRejected):
+    """The Workload Identity Token is malformed, of the wrong ``typ``, or not signed by a trust anchor."""
+
+    code = "wit_invalid"
+
+
+class WitMissing(WitRejected):
+    code = "wit_missing"
+
+
+class WitExpired(WitRejected):
+    code = "wit_expired"
+
+
+class WitSubjectInvalid(WitRejected):
+    """``sub`` is not a Workload Identifier of the configured trust domain."""
+
+    code = "wit_sub_invalid"
+
+
+class WitKeyInvalid(WitRejected):
+    """``cnf.jwk`` is missing, private, of a disallowed algorithm, or not a usable key."""
+
+    code = "wit_cnf_invalid"
+
+
+class WptRejected(WorkloadAuthRejected):
+    """The Workload Proof Token is malformed or a claim is missing or of the wrong type."""
+
+    code = "wpt_invalid"
+
+
+class WptMissing(WptRejected):
+    code = "wpt_missing"
+
+
+class WptDuplicated(WptRejected):
+    code = "wpt_duplicated"
+
+
+class WptTypMismatch(WptRejected):
+    code = "wpt_typ_invalid"
+
+
+class WptAlgMismatch(WptRejected):
+    """The WPT's ``alg`` is not the WIT's ``cnf.jwk.alg``."""
+
+    code = "wpt_alg_mismatch"
+
+
+class WptSignatureInvalid(WptRejected):
+    code = "wpt_signature_invalid"
+
+
+class WptAudienceMismatch(WptRejected):
+    code = "wpt_aud_invalid"
+
+
+class WptExpired(WptRejected):
+    code = "wpt_expired"
+
+
+class WptLifetimeTooLong(WptRejected):
+    code = "wpt_lifetime_too_long"
+
+
+class WptReplayed(WptRejected):
+    """The WPT's ``jti`` was already used within its lifetime."""
+
+    code = "wpt_replayed"
+
+
+class WptWitHashMismatch(WptRejected):
+    code = "wpt_wth_mismatch"
+
+
+class WptTxnTokenHashMismatch(WptRejected):
+    """``tth`` is missing while a Txn-Token is sent, or does not match it (or is present without one)."""
+
+    code = "wpt_tth_mismatch"
+
+
+class WptAccessTokenHashMismatch(WptRejected):
+    code = "wpt_ath_mismatch"
+
+
+class WptOtherTokenInvalid(WptRejected):
+    """An ``oth`` entry is unknown to this receiver or does not match its header."""
+
+    code = "wpt_oth_invalid"
+
+
 # --- the token is valid but this hop refuses it (403 / PERMISSION_DENIED) --------------------------------------------
 
 
@@ -194,6 +325,12 @@ class BindingMismatch(AccessDenied):
     """A value of the request differs from the value the Txn-Token carries."""
 
     code = "binding_mismatch"
+
+
+class CallerNotAllowed(AccessDenied):
+    """The calling workload (its WIT ``sub``) is not one the route's policy allows."""
+
+    code = "caller_not_allowed"
 
 
 class NoTransaction(TxTokenError):

@@ -22,6 +22,10 @@ missing or appears more than once), ``message.NAME`` (a field of a gRPC request 
 binding extractor). Values are compared canonically: a string as is, anything else as compact JSON, so the query
 value ``"100"`` equals the ``tctx`` number ``100``. Members are addressed by dotted paths (``order.symbol``).
 
+Callers (WIMSE): ``callers`` lists the calling workloads a route accepts, as exact Workload Identifiers or prefix
+patterns ending in ``/*`` (:class:`~txtoken.wimse.CallerPattern`); a request whose authenticated caller (its WIT's
+``sub``) matches none, or that has no authenticated caller, is refused with ``caller_not_allowed``.
+
 Conditions on a member: a plain value means equality; ``{"one_of": [...]}``, ``{"min": n}``, ``{"max": n}``,
 ``{"present": true|false}`` and ``{"equals": value}`` (for a dict or list value) are the other forms.
 """
@@ -39,8 +43,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 from urllib.parse import parse_qsl
 
-from txtoken.errors import AccessDenied, BindingMismatch, ConfigurationError, InsufficientScope
+from txtoken.errors import AccessDenied, BindingMismatch, CallerNotAllowed, ConfigurationError, InsufficientScope
 from txtoken.verify import VerifiedTxnToken
+from txtoken.wimse.identifier import CallerPattern
 
 __all__ = ["ABSENT", "Condition", "Mode", "Policy", "RouteMatch", "Rule", "canonical", "member"]
 
@@ -185,6 +190,7 @@ class _Route:
 class Rule:
     """What one route requires. Build it from plain values: ``Rule("GET /orders/{id}", scopes=["orders.read"])``.
 
+    ``callers``, when given, are the calling workloads the route accepts (exact identifiers or ``.../*`` patterns).
     ``bind`` maps a request source (``path.NAME``, ``query.NAME`` or ``message.NAME``) to the dotted name of the
     ``tctx`` member it must equal. ``mode``, if set, overrides the policy's mode for this rule.
     """
@@ -195,7 +201,9 @@ class Rule:
     rctx: Mapping[str, Any] = field(default_factory=dict)
     bind: Mapping[str, str] = field(default_factory=dict)
     mode: Mode | None = None
+    callers: Iterable[str] = ()
     _route: _Route = field(init=False, repr=False, compare=False)
+    _callers: tuple[CallerPattern, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parsed = _Route.parse(self.route)
@@ -205,6 +213,10 @@ class Rule:
         set_(self, "tctx", {name: Condition.parse(spec) for name, spec in self.tctx.items()})
         set_(self, "rctx", {name: Condition.parse(spec) for name, spec in self.rctx.items()})
         set_(self, "bind", dict(self.bind))
+        if isinstance(self.callers, str):
+            raise ConfigurationError(f"callers of {self.route!r} must be a list of workload identifiers or patterns")
+        set_(self, "callers", tuple(self.callers))
+        set_(self, "_callers", tuple(CallerPattern(pattern) for pattern in self.callers))
         if self.mode not in (None, "enforce", "audit"):
             raise ConfigurationError("mode must be 'enforce' or 'audit'")
         for source, member in self.bind.items():
@@ -219,7 +231,7 @@ class Rule:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Rule:
-        unknown = set(data) - {"route", "scopes", "tctx", "rctx", "bind", "mode"}
+        unknown = set(data) - {"route", "scopes", "tctx", "rctx", "bind", "mode", "callers"}
         if unknown:
             raise ConfigurationError(f"unknown rule keys: {', '.join(sorted(unknown))}")
         if not isinstance(data.get("route"), str):
@@ -235,8 +247,16 @@ class Rule:
         """Bindings on fields of a gRPC request message: field name → ``tctx`` member."""
         return {src.partition(".")[2]: member for src, member in self.bind.items() if src.startswith("message.")}
 
-    def check(self, txn: VerifiedTxnToken, path_params: Mapping[str, str], query: list[tuple[str, str]]) -> None:
-        """Scopes, conditions, and path and query bindings; raises an :class:`AccessDenied` subclass."""
+    def check(
+        self,
+        txn: VerifiedTxnToken,
+        path_params: Mapping[str, str],
+        query: list[tuple[str, str]],
+        caller: str | None = None,
+    ) -> None:
+        """Caller, scopes, conditions, and path and query bindings; raises an :class:`AccessDenied` subclass."""
+        if self._callers and (caller is None or not any(p.matches(caller) for p in self._callers)):
+            raise CallerNotAllowed("the calling workload is not allowed on this route")
         missing = sorted(set(self.scopes) - txn.scopes)
         if missing:
             raise InsufficientScope(f"missing scope: {' '.join(missing)}")
@@ -359,24 +379,26 @@ class Policy:
     # -- decisions -----------------------------------------------------------------------------------------------
 
     def authorize_http(
-        self, txn: VerifiedTxnToken, *, method: str, path: str, query_string: str = ""
+        self, txn: VerifiedTxnToken, *, method: str, path: str, query_string: str = "", caller: str | None = None
     ) -> RouteMatch | None:
-        """Check an HTTP request; returns the match (None if no rule matched and ``unmatched`` lets it through)."""
+        """Check an HTTP request; returns the match (None if no rule matched and ``unmatched`` lets it through).
+
+        ``caller`` is the authenticated calling workload (WIMSE), if any."""
         match = self.match_http(method, path)
         if match is None:
             self._unmatched(txn)
             return None
         query = parse_qsl(query_string, keep_blank_values=True) if query_string else []
-        self._decide(txn, match.rule, lambda: match.rule.check(txn, match.path_params, query))
+        self._decide(txn, match.rule, lambda: match.rule.check(txn, match.path_params, query, caller))
         return match
 
-    def authorize_grpc(self, txn: VerifiedTxnToken, *, method: str) -> RouteMatch | None:
+    def authorize_grpc(self, txn: VerifiedTxnToken, *, method: str, caller: str | None = None) -> RouteMatch | None:
         """Check a gRPC call before its messages; message bindings are checked by :meth:`authorize_message`."""
         match = self.match_grpc(method)
         if match is None:
             self._unmatched(txn)
             return None
-        self._decide(txn, match.rule, lambda: match.rule.check(txn, {}, []))
+        self._decide(txn, match.rule, lambda: match.rule.check(txn, {}, [], caller))
         return match
 
     def authorize_message(self, txn: VerifiedTxnToken, match: RouteMatch, fields: Mapping[str, Any]) -> None:

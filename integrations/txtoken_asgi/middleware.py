@@ -1,4 +1,5 @@
-"""``TxnTokenMiddleware``: pure ASGI; verifies the ``Txn-Token`` header and runs the app inside the transaction."""
+"""``TxnTokenMiddleware``: pure ASGI; verifies the caller's WIT and WPT (when configured), then the ``Txn-Token``
+header, and runs the app inside the transaction."""
 
 from __future__ import annotations
 
@@ -10,11 +11,20 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from txtoken import telemetry
+from txtoken.carrier import carried_token
 from txtoken.claims import HTTP_HEADER
-from txtoken.context import current_transaction, use_transaction
-from txtoken.errors import NoTransaction, TokenDuplicated, TokenMissing, TxTokenError
+from txtoken.context import current_caller, current_transaction, use_transaction
+from txtoken.errors import (
+    ConfigurationError,
+    NoTransaction,
+    TxTokenError,
+    WitRejected,
+    WorkloadAuthRejected,
+    WptDuplicated,
+)
 from txtoken.policy import Policy
 from txtoken.verify import TxnTokenVerifier
+from txtoken.wimse import WIT_HEADER, WPT_HEADER, CallerVerifier, VerifiedCaller, access_token, http_audiences
 from txtoken_asgi.user import TxnUser, credentials_for
 
 __all__ = ["VERIFIER_STATE", "TxnTokenMiddleware", "app_verifier"]
@@ -22,6 +32,9 @@ __all__ = ["VERIFIER_STATE", "TxnTokenMiddleware", "app_verifier"]
 logger = logging.getLogger("txtoken.asgi")
 
 _HEADER = HTTP_HEADER.lower().encode("latin-1")
+_WIT = WIT_HEADER.lower().encode("latin-1")
+_WPT = WPT_HEADER.lower().encode("latin-1")
+_AUTHORIZATION = b"authorization"
 #: WebSocket close code for a refused handshake where the server cannot send an HTTP response (RFC 6455 §7.4.1).
 POLICY_VIOLATION = 1008
 #: The ``app.state`` attribute that, when set, replaces the verifier the app was built with (for every request).
@@ -37,13 +50,21 @@ class TxnTokenMiddleware:
     - ``exempt_paths``: paths served without a token (health checks); an entry ending in ``*`` is a prefix. A
       handler there that needs the transaction (``require_transaction``) gets a 401 ``no_transaction`` refusal.
     - ``starlette_auth``: also set ``scope["user"]`` (:class:`TxnUser`) and ``scope["auth"]`` (the token's scopes).
+    - ``callers`` (WIMSE): a :class:`~txtoken.wimse.CallerVerifier`; the caller's ``Workload-Identity-Token`` and
+      ``Workload-Proof-Token`` are verified before the Txn-Token, the WPT's ``aud`` against ``service_urls`` (this
+      service's configured URLs, e.g. ``https://payments.shop.example``, followed by the request path; never the
+      ``Host`` header). With ``caller_required`` (the default) every request needs them; without, only requests
+      that carry them are checked, and policy rules with ``callers`` require them per route. The caller is
+      ``scope["txtoken.caller"]``, ``scope["state"]["caller"]`` and :func:`txtoken.context.current_caller`.
 
     ``app.state.txtoken_verifier`` (:data:`VERIFIER_STATE`), when set on the Starlette or FastAPI app, is used instead
     of ``verifier``: how a test swaps the verifier of an app built elsewhere.
 
     A refusal is a JSON body ``{"error": code, "error_description": message}`` with status 401 (plus
-    ``WWW-Authenticate``), 403 or 503; a refused WebSocket handshake gets the same HTTP response where the server
-    supports it, else a close with code 1008 and the error code as the reason. Other scope types pass through.
+    ``WWW-Authenticate``), 403 or 503; a WIT or WPT refusal is status 400 with an RFC 9457 problem-details body
+    (``application/problem+json``, same ``error`` members), as the WIMSE drafts ask. A refused WebSocket handshake
+    gets the same HTTP response where the server supports it, else a close with code 1008 and the error code as the
+    reason. Other scope types pass through.
     """
 
     def __init__(
@@ -54,10 +75,18 @@ class TxnTokenMiddleware:
         policy: Policy | None = None,
         exempt_paths: Iterable[str] = (),
         starlette_auth: bool = True,
+        callers: CallerVerifier | None = None,
+        service_urls: Iterable[str] = (),
+        caller_required: bool = True,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.policy = policy
+        self.callers = callers
+        self._service_urls = tuple(service_urls)
+        if callers is not None and not self._service_urls:
+            raise ConfigurationError("checking callers needs this service's URLs (service_urls), the WPT audience")
+        self._caller_required = caller_required
         exempt = list(exempt_paths)
         self._exempt = frozenset(p for p in exempt if not p.endswith("*"))
         self._exempt_prefixes = tuple(p[:-1] for p in exempt if p.endswith("*"))
@@ -72,6 +101,9 @@ class TxnTokenMiddleware:
             await _serve_exempt(self.app, scope, receive, send)
             return
         try:
+            caller = None if self.callers is None else await self._caller(self.callers, scope)
+            if caller is not None:  # authenticated, whatever the Txn-Token checks say next
+                scope["txtoken.caller"] = caller
             txn = await (app_verifier(scope) or self.verifier).averify(_token(scope["headers"]))
             if self.policy is not None:
                 self.policy.authorize_http(
@@ -79,6 +111,7 @@ class TxnTokenMiddleware:
                     method=scope.get("method", "GET"),
                     path=path,
                     query_string=scope.get("query_string", b"").decode("latin-1"),
+                    caller=None if caller is None else caller.workload,
                 )
         except TxTokenError as exc:
             method = scope.get("method", "GET")
@@ -94,20 +127,52 @@ class TxnTokenMiddleware:
             await _refuse(scope, receive, send, exc)
             return
         scope["txtoken"] = txn
-        scope.setdefault("state", {})["txn"] = txn
+        state = scope.setdefault("state", {})
+        state["txn"] = txn
+        if caller is not None:
+            state["caller"] = caller
         if self._starlette_auth:
             scope["auth"] = credentials_for(txn)
             scope["user"] = TxnUser(txn)
-        outside = current_transaction()
+        outside, outside_caller = current_transaction(), current_caller()
 
         async def send_outside_transaction(message: Message) -> None:
             # Callbacks the server schedules while sending (uvicorn's keep-alive timer) copy the current context; run
             # them outside the transaction so they neither see it nor keep the verified token alive after the request.
-            with use_transaction(outside):
+            with use_transaction(outside, outside_caller):
                 await send(message)
 
-        with use_transaction(txn):
+        with use_transaction(txn, caller):
             await self.app(scope, receive, send_outside_transaction)
+
+    async def _caller(self, callers: CallerVerifier, scope: Scope) -> VerifiedCaller | None:
+        """The calling workload from its WIT and WPT (None when they are absent and not required)."""
+        wanted: dict[bytes, list[str]] = {_WIT: [], _WPT: [], _HEADER: [], _AUTHORIZATION: []}
+        other = callers.wpt_verifier.other_token_headers
+        others: dict[str, list[str]] = {}
+        for name, value in scope["headers"]:
+            found = wanted.get(name)
+            if found is not None:
+                found.append(bytes(value).decode("latin-1"))
+            elif other and name.decode("latin-1") in other:
+                others.setdefault(name.decode("latin-1"), []).append(bytes(value).decode("latin-1"))
+        if not self._caller_required and not wanted[_WIT] and not wanted[_WPT]:
+            return None
+        if len(wanted[_WIT]) > 1:
+            raise WitRejected(f"more than one {WIT_HEADER} header")
+        if len(wanted[_WPT]) > 1:
+            raise WptDuplicated(f"more than one {WPT_HEADER} header")
+        if any(len(values) > 1 for values in others.values()):
+            raise WorkloadAuthRejected("a header covered by the WPT's oth appears more than once")
+        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+        return await callers.averify(
+            wit=next(iter(wanted[_WIT]), None),
+            wpt=next(iter(wanted[_WPT]), None),
+            audience=http_audiences(self._service_urls, bytes(raw_path).decode("latin-1")),
+            txn_token=next(iter(wanted[_HEADER]), None),
+            access_token=access_token(next(iter(wanted[_AUTHORIZATION]), None)),
+            other_tokens={name: values[0] for name, values in others.items()},
+        )
 
 
 def app_verifier(scope: Scope) -> TxnTokenVerifier | None:
@@ -139,15 +204,8 @@ async def _serve_exempt(app: ASGIApp, scope: Scope, receive: Receive, send: Send
 
 
 def _token(headers: Iterable[tuple[bytes, bytes]]) -> str:
-    token = None
-    for name, value in headers:
-        if name == _HEADER:
-            if token is not None:
-                raise TokenDuplicated(f"more than one {HTTP_HEADER} header")
-            token = value
-    if token is None:
-        raise TokenMissing(f"no {HTTP_HEADER} header")
-    return bytes(token).decode("latin-1")
+    values = [bytes(value).decode("latin-1") for name, value in headers if name == _HEADER]
+    return carried_token(values, carrier=f"{HTTP_HEADER} header")
 
 
 def _route_path(scope: Scope) -> str:
@@ -160,9 +218,15 @@ def _route_path(scope: Scope) -> str:
 
 
 def _response(exc: TxTokenError, scheme: str = HTTP_HEADER) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    body = json.dumps({"error": exc.code, "error_description": exc.message}).encode("utf-8")
+    members: dict[str, object] = {"error": exc.code, "error_description": exc.message}
+    content_type = b"application/json"
+    if isinstance(exc, WorkloadAuthRejected):
+        # RFC 9457 problem details, as draft-ietf-wimse-workload-creds §5.2 asks for WIT/WPT failures.
+        members = {"type": "about:blank", "title": "Bad Request", "status": exc.http_status, **members}
+        content_type = b"application/problem+json"
+    body = json.dumps(members).encode("utf-8")
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", content_type),
         (b"content-length", str(len(body)).encode("ascii")),
         (b"cache-control", b"no-store"),
     ]

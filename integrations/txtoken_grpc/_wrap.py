@@ -16,7 +16,6 @@ import grpc
 
 from txtoken.context import use_transaction
 from txtoken.errors import TxTokenError
-from txtoken.verify import VerifiedTxnToken
 from txtoken_grpc._gate import Admission, Gate, refusal
 
 if TYPE_CHECKING:
@@ -86,11 +85,12 @@ def _checked(gate: Gate, admission: Admission, requests: Iterator[Any], context:
         yield message
 
 
-def _steps(responses: Iterator[Any], txn: VerifiedTxnToken) -> Iterator[Any]:
+def _steps(responses: Iterator[Any], admission: Admission) -> Iterator[Any]:
     responses = iter(responses)
+    txn, caller = admission.txn, admission.caller
     try:
         while True:
-            with use_transaction(txn):
+            with use_transaction(txn, caller):
                 try:
                     item = next(responses)
                 except StopIteration:
@@ -99,7 +99,7 @@ def _steps(responses: Iterator[Any], txn: VerifiedTxnToken) -> Iterator[Any]:
     finally:
         close = getattr(responses, "close", None)
         if close is not None:
-            with use_transaction(txn):
+            with use_transaction(txn, caller):
                 close()
 
 
@@ -118,15 +118,15 @@ def _sync_behavior(
 
         def stream(request: Any, context: Any) -> Iterator[Any]:
             admission, request = prepare(request, context)
-            with use_transaction(admission.txn):
+            with use_transaction(admission.txn, admission.caller):
                 responses = inner(request, context)
-            yield from _steps(responses, admission.txn)
+            yield from _steps(responses, admission)
 
         return stream
 
     def unary(request: Any, context: Any) -> Any:
         admission, request = prepare(request, context)
-        with use_transaction(admission.txn):
+        with use_transaction(admission.txn, admission.caller):
             return inner(request, context)
 
     return unary
@@ -194,7 +194,7 @@ async def _aprepare(
 def _coroutine_behavior(gate: Gate, method: str, inner: Behavior, request_streaming: bool) -> Behavior:
     async def behavior(request: Any, context: Any) -> Any:
         admission, request, context = await _aprepare(gate, method, request, context, request_streaming)
-        with use_transaction(admission.txn):
+        with use_transaction(admission.txn, admission.caller):
             return await inner(request, context)
 
     return behavior
@@ -203,19 +203,19 @@ def _coroutine_behavior(gate: Gate, method: str, inner: Behavior, request_stream
 def _async_generator_behavior(gate: Gate, method: str, inner: Behavior, request_streaming: bool) -> Behavior:
     async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
         admission, request, context = await _aprepare(gate, method, request, context, request_streaming)
-        txn = admission.txn
-        with use_transaction(txn):
+        txn, caller = admission.txn, admission.caller
+        with use_transaction(txn, caller):
             responses = inner(request, context)
         try:
             while True:
-                with use_transaction(txn):
+                with use_transaction(txn, caller):
                     try:
                         item = await anext(responses)
                     except StopAsyncIteration:
                         return
                 yield item
         finally:
-            with use_transaction(txn):
+            with use_transaction(txn, caller):
                 await responses.aclose()
 
     return behavior

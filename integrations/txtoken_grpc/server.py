@@ -9,6 +9,7 @@ import grpc
 
 from txtoken.policy import Policy
 from txtoken.verify import TxnTokenVerifier
+from txtoken.wimse import CallerVerifier
 from txtoken_grpc._gate import BindingExtractor, Gate
 from txtoken_grpc._wrap import wrap_handler
 
@@ -26,8 +27,19 @@ class _ServerInterceptorBase:
         policy: Policy | None = None,
         binding_extractor: BindingExtractor | None = None,
         exempt_methods: Iterable[str] = (),
+        callers: CallerVerifier | None = None,
+        authorities: Iterable[str] = (),
+        caller_required: bool = True,
     ) -> None:
-        self._gate = Gate(verifier, policy, binding_extractor, exempt_methods)
+        self._gate = Gate(
+            verifier,
+            policy,
+            binding_extractor,
+            exempt_methods,
+            callers=callers,
+            authorities=authorities,
+            caller_required=caller_required,
+        )
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     def _wrap(self, handler: Handler | None, method: str, *, aio: bool) -> Handler | None:
@@ -47,6 +59,11 @@ class TxnTokenServerInterceptor(_ServerInterceptorBase, grpc.ServerInterceptor):
 
     ``policy`` authorizes by full method name; ``binding_extractor`` reads a request message's fields for
     ``message.*`` bindings (default: mappings and protobuf messages); ``exempt_methods`` are served without a token.
+    ``callers`` (WIMSE) verifies the ``workload-identity-token`` and ``workload-proof-token`` metadata before the
+    Txn-Token, the WPT's ``aud`` being ``https://<authority>/<package.Service>/<Method>`` for one of ``authorities``
+    (this service's names, from configuration); required on every call unless ``caller_required`` is off, when
+    policy rules with ``callers`` require them per method. Handlers read the caller with
+    :func:`txtoken.context.current_caller`.
     Refusals abort with UNAUTHENTICATED, PERMISSION_DENIED or UNAVAILABLE, details ``"<code>: <message>"`` and
     trailing metadata ``txtoken-error: <code>``.
     """

@@ -1,21 +1,26 @@
-"""``TxnTokenAuth``: forward the current transaction's Txn-Token on outbound httpx requests, inside the trust domain."""
+"""``TxnTokenAuth``: forward the current transaction's Txn-Token on outbound httpx requests, inside the trust domain,
+with the workload's WIT and a fresh WPT bound to the request when a workload identity is configured."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 
 import httpx
 
 from txtoken.claims import HTTP_HEADER
 from txtoken.context import current_transaction
+from txtoken.credentials.wit import WorkloadIdentity, WorkloadIdentitySource
 from txtoken.errors import ConfigurationError, NoTransaction
+from txtoken.wimse import WIT_HEADER, WPT_HEADER, access_token, create_wpt
 
 __all__ = ["TxnTokenAuth"]
 
 logger = logging.getLogger("txtoken.httpx")
 
 _ORIGIN = "txtoken.origin"  # request extension: the origin the token was attached for
+_IDENTITY = "txtoken.identity"  # request extension: the workload identity whose WIT was attached
+_HEADERS = (HTTP_HEADER, WIT_HEADER, WPT_HEADER)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int | None]
@@ -45,31 +50,63 @@ class TxnTokenAuth(httpx.Auth):
       ``AsyncClient``).
     - Outside a transaction: raises :class:`~txtoken.errors.NoTransaction`, or with ``required=False`` sends none.
 
-    The header is this auth's alone: a ``Txn-Token`` header already on the request is replaced or removed.
+    - ``identity`` (WIMSE): a :class:`~txtoken.credentials.WorkloadIdentitySource`; every request to a trusted host
+      then carries the workload's ``Workload-Identity-Token`` and a fresh ``Workload-Proof-Token`` (``aud`` the
+      target URI without query, ``tth`` over the exact Txn-Token sent, ``ath`` over the token of an
+      ``Authorization: Bearer`` header), also outside a transaction when the token is not required. The guard
+      hooks strip them on a redirect to another origin and sign a new WPT for a redirect within the origin.
+
+    These headers are this auth's alone: ``Txn-Token``, ``Workload-Identity-Token`` and ``Workload-Proof-Token``
+    headers already on the request are replaced or removed.
     """
 
-    def __init__(self, *, trusted_hosts: Iterable[str], required: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        trusted_hosts: Iterable[str],
+        required: bool = True,
+        identity: WorkloadIdentitySource | None = None,
+    ) -> None:
         hosts = [h.strip().lower() for h in trusted_hosts]
         if not hosts or not all(h.strip(".") for h in hosts):
             raise ConfigurationError("TxnTokenAuth needs at least one trusted host or .suffix")
         self._hosts = frozenset(h for h in hosts if not h.startswith("."))
         self._suffixes = tuple(h for h in hosts if h.startswith("."))
         self.required = required
+        self.identity = identity
 
     def trusts(self, url: httpx.URL) -> bool:
         host = url.host.lower()
         return host in self._hosts or host.endswith(self._suffixes)
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers.pop(HTTP_HEADER, None)
+    def _attaches(self, request: httpx.Request) -> bool:
+        for name in _HEADERS:
+            request.headers.pop(name, None)
         origin = request.extensions.get(_ORIGIN)
-        if (origin is None or origin == _origin(request.url)) and self.trusts(request.url):
-            txn = current_transaction()
-            if txn is not None:
-                request.headers[HTTP_HEADER] = txn.token
-                request.extensions = {**request.extensions, _ORIGIN: _origin(request.url)}
-            elif self.required:
-                raise NoTransaction("an outbound request that needs a Txn-Token was made outside a transaction")
+        return (origin is None or origin == _origin(request.url)) and self.trusts(request.url)
+
+    def _attach(self, request: httpx.Request, identity: WorkloadIdentity | None) -> None:
+        txn = current_transaction()
+        if txn is not None:
+            request.headers[HTTP_HEADER] = txn.token
+        elif self.required:
+            raise NoTransaction("an outbound request that needs a Txn-Token was made outside a transaction")
+        extensions = {**request.extensions, _ORIGIN: _origin(request.url)}
+        if identity is not None:
+            extensions[_IDENTITY] = identity
+            _prove(request, identity)
+        request.extensions = extensions
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._attaches(request):
+            self._attach(request, None if self.identity is None else self.identity.get())
+        response = yield request
+        if response.history and HTTP_HEADER in request.headers:
+            _report_leak(request, response)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if self._attaches(request):
+            self._attach(request, None if self.identity is None else await self.identity.aget())
         response = yield request
         if response.history and HTTP_HEADER in request.headers:
             _report_leak(request, response)
@@ -81,7 +118,12 @@ class TxnTokenAuth(httpx.Auth):
         if origin is None:
             return
         if origin != _origin(request.url) or not self.trusts(request.url):
-            request.headers.pop(HTTP_HEADER, None)
+            for name in _HEADERS:
+                request.headers.pop(name, None)
+            return
+        identity = request.extensions.get(_IDENTITY)
+        if isinstance(identity, WorkloadIdentity):
+            _prove(request, identity)  # a WPT is bound to its target URI: a redirect needs a new one
 
     async def _aguard(self, request: httpx.Request) -> None:
         self._guard(request)
@@ -95,3 +137,15 @@ class TxnTokenAuth(httpx.Auth):
     def async_event_hooks(self) -> dict[str, list[Callable[[httpx.Request], Awaitable[None]]]]:
         """:attr:`event_hooks` for ``httpx.AsyncClient``."""
         return {"request": [self._aguard]}
+
+
+def _prove(request: httpx.Request, identity: WorkloadIdentity) -> None:
+    """Set the WIT and a fresh WPT for this request's target URI and the tokens it carries."""
+    request.headers[WIT_HEADER] = identity.wit
+    request.headers[WPT_HEADER] = create_wpt(
+        identity.key,
+        wit=identity.wit,
+        audience=str(request.url.copy_with(query=None, fragment=None)),
+        txn_token=request.headers.get(HTTP_HEADER),
+        access_token=access_token(request.headers.get("authorization")),
+    )

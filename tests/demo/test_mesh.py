@@ -51,6 +51,8 @@ def test_purchase_carries_txn_sub_and_augmented_context_to_the_last_hop(
     assert len({h["txn"] for h in chain}) == 1  # one transaction across every hop and every replacement
     # each hop saw the token it was sent: the gateway's, then orders' and inventory's replacements
     assert [h["req_wl"].rsplit("/", 1)[-1] for h in chain] == ["gateway", "gateway", "orders", "inventory"]
+    # WIMSE: each hop authenticated its caller (the gateway is the edge: its caller is the user's client)
+    assert [(h["caller"] or "-").rsplit("/", 1)[-1] for h in chain] == ["-", "gateway", "orders", "inventory"]
     assert chain[1]["scope"] == "orders.create inventory.reserve payments.charge"
     assert chain[2]["scope"] == chain[3]["scope"] == "inventory.reserve payments.charge"  # narrowed by orders
     assert "reservation_id" not in chain[2]["tctx_keys"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -38,7 +39,7 @@ def servers(serve: Serve) -> tuple[str, str]:
     return serve(Starlette(routes=routes)).url, serve(Starlette(routes=routes)).url
 
 
-def trusted_auth(**options: bool) -> TxnTokenAuth:
+def trusted_auth(**options: Any) -> TxnTokenAuth:
     return TxnTokenAuth(trusted_hosts=["127.0.0.1", ".svc.cluster.local"], **options)
 
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from txtoken.credentials.base import Credential
 from txtoken.errors import CredentialUnavailable, TxTokenError
 from txtoken.jws import b64url_decode
 
-__all__ = ["jwt_credential", "unverified_expiry"]
+__all__ = ["jwt_credential", "unverified_claims", "unverified_expiry"]
 
 
-def unverified_expiry(token: str) -> float | None:
-    """The ``exp`` of a compact JWT, read without verifying anything; None if ``token`` is not one or has no ``exp``."""
+def unverified_claims(token: str) -> dict[str, Any] | None:
+    """The payload of a compact JWT, read without verifying anything; None if ``token`` is not one."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
@@ -25,7 +26,13 @@ def unverified_expiry(token: str) -> float | None:
         payload = json.loads(b64url_decode(parts[1]))
     except (TxTokenError, ValueError, RecursionError):
         return None
-    exp = payload.get("exp") if isinstance(payload, dict) else None
+    return payload if isinstance(payload, dict) else None
+
+
+def unverified_expiry(token: str) -> float | None:
+    """The ``exp`` of a compact JWT, read without verifying anything; None if ``token`` is not one or has no ``exp``."""
+    payload = unverified_claims(token)
+    exp = payload.get("exp") if payload is not None else None
     if isinstance(exp, bool) or not isinstance(exp, int | float) or not float(exp) < float("inf"):
         return None
     return float(exp)

@@ -2,6 +2,8 @@
 
 - ``POST /token``: the RFC 8693 profile of §11 (see :mod:`txtoken.service.exchange`);
 - ``GET /.well-known/jwks.json``: the public keys (active and those still in their rotation overlap);
+- ``POST /wit`` and ``GET /.well-known/wit-jwks.json``, when ``[wimse]`` is configured: WIT issuance
+  (:mod:`txtoken.service.wit`) and the WIT keys verifiers trust;
 - ``GET /.well-known/oauth-authorization-server`` (alias ``/.well-known/txn-token-service``): the metadata;
 - ``GET /healthz`` (the process answers) and ``GET /readyz`` (the signing keys are loaded);
 - ``GET /metrics``: Prometheus text, when ``metrics.enabled`` (see :mod:`txtoken.service.metrics`).
@@ -37,6 +39,7 @@ from txtoken.service.keystore import KeyStore, KeyStoreKeySource
 from txtoken.service.policy import Policy
 from txtoken.service.requester import RequesterAuthenticator
 from txtoken.service.subjects import SubjectProfiles
+from txtoken.service.wit import WitIssuance
 
 __all__ = ["TokenService", "create_app"]
 
@@ -64,6 +67,7 @@ class TokenService:
     policy: Policy
     profiles: SubjectProfiles
     exchange: TokenExchange
+    wit: WitIssuance | None = None
 
     @classmethod
     def build(
@@ -95,7 +99,12 @@ class TokenService:
         )
         profiles = SubjectProfiles(settings, issuers, KeyStoreKeySource(keystore))
         exchange = TokenExchange(settings, authenticator, profiles, keystore, audit or AuditLog(), clock=clock)
-        return cls(settings, keystore, policy, profiles, exchange)
+        wit = (
+            WitIssuance(settings, authenticator, replay_store=replay_store, clock=clock)
+            if settings.wimse is not None
+            else None
+        )
+        return cls(settings, keystore, policy, profiles, exchange, wit)
 
 
 def _oauth_error(exc: TokenServiceError) -> JSONResponse:
@@ -152,6 +161,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+async def _form_request(request: Request, limit: int) -> tuple[bytes, dict[str, list[str]], str | None]:
+    """A form POST's body, its headers (lowercase name -> values) and the peer address."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != _FORM_TYPE:
+        raise InvalidRequest(f"the request must be {_FORM_TYPE}")
+    body = await _read_body(request, limit)
+    headers: dict[str, list[str]] = {}
+    for name, value in request.headers.items():
+        headers.setdefault(name.lower(), []).append(value)
+    return body, headers, request.client.host if request.client else None
+
+
 def _success(issued: IssuedToken) -> JSONResponse:
     body: dict[str, Any] = {
         "access_token": issued.token,
@@ -197,6 +218,26 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
             return _server_error(exc, body, headers)
         return _success(issued)
 
+    async def wit(request: Request) -> Response:
+        assert tts.wit is not None  # noqa: S101 (routed only when configured)
+        body = b""
+        headers: dict[str, list[str]] = {}
+        try:
+            body, headers, peer = await _form_request(request, settings.max_request_size)
+            issued = await tts.wit.issue(body, headers, peer)
+        except TokenServiceError as exc:
+            _log_refusal(request, exc)
+            return _oauth_error(exc)
+        except Exception as exc:
+            return _server_error(exc, body, headers)
+        body_out = {"wit": issued.token, "workload": issued.workload, "expires_in": issued.expires_in}
+        return JSONResponse(body_out, headers=_NO_STORE)
+
+    async def wit_jwks(request: Request) -> Response:
+        assert tts.wit is not None  # noqa: S101 (routed only when configured)
+        keys = tts.wit.keystore.current().public_jwks()
+        return JSONResponse(keys, headers={"Cache-Control": "public, max-age=60"})
+
     async def jwks(request: Request) -> Response:
         return JSONResponse(tts.keystore.current().public_jwks(), headers={"Cache-Control": "public, max-age=60"})
 
@@ -214,6 +255,11 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
                 "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
                 "txn_token_signing_alg_values_supported": [tts.keystore.current().active.alg],
                 "trust_domains": settings.trust_domains,
+                **(
+                    {"wit_endpoint": f"{base}/wit", "wit_jwks_uri": f"{base}/.well-known/wit-jwks.json"}
+                    if tts.wit is not None
+                    else {}
+                ),
             }
         )
 
@@ -258,6 +304,11 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
             Route("/.well-known/txn-token-service", metadata, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *(
+                [Route("/wit", wit, methods=["POST"]), Route("/.well-known/wit-jwks.json", wit_jwks, methods=["GET"])]
+                if tts.wit is not None
+                else []
+            ),
         ],
         lifespan=lifespan,
     )

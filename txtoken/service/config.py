@@ -35,6 +35,7 @@ from txtoken.errors import ConfigurationError
 from txtoken.jws import DEFAULT_MAX_TOKEN_SIZE
 from txtoken.keys import ALGORITHMS, Algorithm, load_jwks
 from txtoken.verify import DEFAULT_LEEWAY, DEFAULT_MAX_LIFETIME
+from txtoken.wimse.identifier import check_trust_domain
 
 __all__ = [
     "WILDCARD",
@@ -49,6 +50,7 @@ __all__ = [
     "MtlsAuthn",
     "ServiceSettings",
     "TrustedProxyConfig",
+    "WimseConfig",
     "WorkloadConfig",
     "load_settings",
 ]
@@ -241,6 +243,24 @@ class MtlsAuthn(_Model):
 AuthnRule = Annotated[JwtAuthn | KeyAuthn | MtlsAuthn, Field(discriminator="method")]
 
 
+class WimseConfig(_Model):
+    """WIT issuance (``POST /wit``): the trust domain of the Workload Identifiers, the WIT key directory (its own
+    ``keys.json``, separate from the Txn-Token keys; default ``<data_dir>/wit``), the WIT lifetime and ``iss``."""
+
+    trust_domain: str = Field(min_length=1)
+    keys_dir: Path | None = None
+    wit_lifetime: Annotated[int, Field(gt=0, le=86400)] = 3600
+    issuer: str | None = None
+
+    @field_validator("trust_domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        try:
+            return check_trust_domain(value)
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
+
+
 class WorkloadConfig(_Model):
     """One workload that may request Txn-Tokens, how it authenticates, and what it may get (§13.10)."""
 
@@ -324,6 +344,7 @@ class ServiceSettings(_Sources):
     metrics: MetricsConfig = MetricsConfig()
     issuers: dict[str, IssuerConfig] = {}
     workloads: list[WorkloadConfig] = []
+    wimse: WimseConfig | None = None
 
     @property
     def key_dir(self) -> Path:
