@@ -217,7 +217,7 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-def _response(exc: TxTokenError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _response(exc: TxTokenError, scheme: str = HTTP_HEADER) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     members: dict[str, object] = {"error": exc.code, "error_description": exc.message}
     content_type = b"application/json"
     if isinstance(exc, WorkloadAuthRejected):
@@ -231,7 +231,7 @@ def _response(exc: TxTokenError) -> tuple[int, list[tuple[bytes, bytes]], bytes]
         (b"cache-control", b"no-store"),
     ]
     if exc.http_status == 401:
-        headers.append((b"www-authenticate", f'{HTTP_HEADER} error="{exc.code}"'.encode("ascii")))
+        headers.append((b"www-authenticate", f'{scheme} error="{exc.code}"'.encode("ascii")))
     return exc.http_status, headers, body
 
 
