@@ -260,6 +260,8 @@ class ForwardAuth:
         if callers is not None and self._wimse is None:
             raise ConfigurationError("checking callers needs a [hop.wimse] table (service_urls, the WPT audience)")
         self._callers = callers
+        #: A store this app made from its configuration, closed at shutdown.
+        self._own_store: RedisReplayStore | None = None
 
     @classmethod
     def from_config(cls, config: ForwardAuthConfig, *, replay: ReplayStore | None = None) -> ForwardAuth:
@@ -273,8 +275,10 @@ class ForwardAuth:
             hop = config.hop
             store = replay or _replay_store(hop)
             callers = None if hop.wimse is None else _callers(config, hop.wimse, store)
-            policy = Policy.load(hop.policy)
-            return cls(config, verifier=verifier, policy=policy, replay=store, callers=callers)
+            app = cls(config, verifier=verifier, policy=Policy.load(hop.policy), replay=store, callers=callers)
+            if replay is None and isinstance(store, RedisReplayStore):
+                app._own_store = store
+            return app
         raise ConfigurationError(f"mode {config.mode!r} needs a [{config.mode}] table")
 
     def _original(self, scope: Mapping[str, Any], headers: list[tuple[str, str]]) -> tuple[str, str, str, str]:
@@ -375,6 +379,8 @@ class ForwardAuth:
             elif message["type"] == "lifespan.shutdown":
                 if self._gateway is not None:
                     await self._gateway.aclose()
+                if self._own_store is not None:
+                    await self._own_store.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
