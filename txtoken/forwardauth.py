@@ -59,7 +59,7 @@ CONTEXT_HEADERS = {
     "Txn-Requester": "the req_wl claim (the workload that requested the token)",
     "Txn-Tctx": "the tctx claim, as JSON",
     "Txn-Rctx": "the rctx claim, as JSON",
-    "Txn-Caller": "the verified calling workload's Workload Identifier (its WIT's sub), when it sent a WIT and WPT",
+    "Txn-Caller": "the verified calling workload's Workload Identifier (its WIT's sub); empty without one",
 }
 _TXN_HEADER = HTTP_HEADER.lower()
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -230,9 +230,9 @@ def context_headers(txn: VerifiedTxnToken, caller: VerifiedCaller | None = None)
         ("Txn-Requester", txn.req_wl),
         ("Txn-Tctx", _compact(txn.tctx)),
         ("Txn-Rctx", _compact(txn.rctx)),
+        # always answered, so that the proxy replaces a client's value (nginx drops an empty one)
+        ("Txn-Caller", "" if caller is None else caller.workload),
     ]
-    if caller is not None:
-        values.append(("Txn-Caller", caller.workload))
     return [(name, quote(value, safe=_VISIBLE)) for name, value in values]
 
 
