@@ -84,7 +84,7 @@ class _CheckedRequests:
 
     A refusal is raised to the handler and kept: the behaviour delivers it once the handler is done, even if the
     handler caught it. Aborting from the handler's thread instead could race the write of an earlier response on an
-    aio server (grpc sends the initial metadata twice, fails the abort, and the call never ends).
+    aio server (grpc sends the initial metadata a second time, the abort fails, and no status is sent).
     """
 
     def __init__(self, gate: Gate, admission: Admission, requests: Iterator[Any]) -> None:
