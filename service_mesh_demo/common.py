@@ -69,6 +69,10 @@ class DemoEnv:
         # Shown for contrast: a static credential in the environment (logged once as discouraged outside development).
         return EnvCredentialSource("DEMO_CREDENTIAL")
 
+    def projected_token(self, name: str) -> Path:
+        """A further projected token beside the workload's credential (``Service.extra_tokens``)."""
+        return Path(os.environ["DEMO_CREDENTIAL_FILE"]).with_name(name)
+
     def tts_client(self) -> AsyncTokenServiceClient:
         # Plain http inside the demo's network only (compose hosts are not loopback): use https in production.
         return AsyncTokenServiceClient(

@@ -47,6 +47,8 @@ def _volumes(service: Service) -> list[str]:
         return [f"idp-keys:{data}/idp"]
     if service.name == "tts":
         return [f"tts-keys:{data}/tts", f"platform-keys:{data}/platform:ro", f"idp-keys:{data}/idp:ro"]
+    if service.name == "gateway":  # validates access tokens with the IdP's keys, as the TTS does
+        return [f"{service.name}-token:{PROJECTED_TOKENS}:ro", f"idp-keys:{data}/idp:ro"]
     if service.credential == "file":
         return [f"{service.name}-token:{PROJECTED_TOKENS}:ro"]
     if service.credential == "env":

@@ -7,9 +7,8 @@ hop by hop, fed by the hop reports of all services.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from decimal import Decimal
@@ -26,22 +25,67 @@ from starlette.routing import Route
 from service_mesh_demo.common import DemoEnv, prefetch_keys, readiness, serve_http
 from service_mesh_demo.hops import Hop, ReportingMiddleware, aforward_trace, note_transaction, note_tts_call
 from service_mesh_demo.idp import ACCESS_TOKEN_AUDIENCE, IDP_ISSUER
-from txtoken.claims import TOKEN_TYPE_ACCESS_TOKEN
-from txtoken.context import use_transaction
-from txtoken.errors import TxTokenError
-from txtoken.keysource import KeySource, RemoteJwksKeySource
-from txtoken.service.jwtcheck import JwtRules, verify_jwt
+from txtoken.client import AsyncTokenServiceClient
+from txtoken.context import require_transaction
+from txtoken.gateway import GatewayRoute, InboundGateway, RequestDetails
+from txtoken.service import AccessTokenValidator, issuer_configs
+from txtoken.verify import TxnTokenVerifier
+from txtoken_asgi import GatewayMiddleware
 from txtoken_httpx import TxnTokenAuth
 
-__all__ = ["CATALOGUE", "HopLog", "app"]
+__all__ = ["CATALOGUE", "ROUTES", "HopLog", "app"]
 
 #: item -> unit price (EUR).
 CATALOGUE = {"widget": Decimal("12.50"), "gadget": Decimal("40.00")}
 VIEWER = Path(__file__).with_name("viewer.html")
-_ACCESS_TOKEN_RULES = JwtRules(
-    typs=frozenset({"at+jwt"}), audiences=frozenset({ACCESS_TOKEN_AUDIENCE}), required=("iss", "sub", "exp", "scope")
+
+
+def _price_order(declared: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The order the transaction is for: the declared item and quantity, a new order id and the gateway's price."""
+    item, quantity = declared["item"], declared["quantity"]
+    if type(quantity) is not int or not 0 < quantity <= 100:
+        raise ValueError("quantity must be between 1 and 100")
+    price = CATALOGUE[item]
+    return {
+        "order_id": f"o-{uuid.uuid4().hex[:8]}",
+        "item": item,
+        "quantity": quantity,
+        "amount": str(price * quantity),
+        "currency": "EUR",
+    }
+
+
+#: The external API: what each route asks the TTS for, and which parts of the request become ``tctx``.
+ROUTES = (
+    GatewayRoute(
+        "POST /api/orders",
+        scope="orders.create inventory.reserve payments.charge",
+        details=RequestDetails(body={"item": "item", "quantity": "quantity"}),
+        derive=_price_order,
+    ),
+    GatewayRoute(
+        "POST /api/orders/{order_id}/refund",
+        scope="orders.refund",
+        details=RequestDetails(path={"order_id": "order_id"}),
+    ),
 )
-_ALGORITHMS = frozenset({"ES256"})
+
+
+def inbound_gateway(env: DemoEnv, tts: AsyncTokenServiceClient, verifier: TxnTokenVerifier) -> InboundGateway:
+    """The library's inbound gateway, configured for the demo IdP (the TTS trusts the same issuer, same keys)."""
+    idp = {
+        "kind": "oauth",
+        "issuer": IDP_ISSUER,
+        "jwks_file": str(env.data_dir / "idp" / "jwks.json"),
+        "audiences": [ACCESS_TOKEN_AUDIENCE],
+        "subject_prefix": "user:",
+    }
+    return InboundGateway(
+        access_tokens=AccessTokenValidator(issuer_configs({"idp": idp}), default_audience=ACCESS_TOKEN_AUDIENCE),
+        token_service=tts,
+        verifier=verifier,
+        routes=ROUTES,
+    )
 
 
 class HopLog:
@@ -61,17 +105,11 @@ class HopLog:
         return [{"trace": trace, "hops": sorted(hops, key=lambda h: h["at"])} for trace, hops in self.traces.items()]
 
 
-def _refusal(code: str, status: int, description: str) -> JSONResponse:
-    return JSONResponse({"error": code, "error_description": description}, status_code=status)
-
-
-def app(env: DemoEnv, *, idp_keys: KeySource | None = None) -> Starlette:
+def app(env: DemoEnv) -> Starlette:
     """The gateway's routes: ``POST /api/orders``, ``POST /api/orders/{id}/refund``, the viewer and its collector."""
     log = HopLog()
-    idp_jwks = idp_keys or RemoteJwksKeySource(f"{env.urls['idp']}/jwks", allow_http=True)
     tts_keys = env.tts_keys()
-    verifier = env.verifier(tts_keys)
-    tts = env.tts_client()
+    edge = inbound_gateway(env, env.tts_client(), env.verifier(tts_keys))
     orders_url = env.urls["orders"]
     auth = TxnTokenAuth(trusted_hosts=[httpx.URL(orders_url).host], identity=env.identity())
     http = httpx.AsyncClient(
@@ -80,78 +118,21 @@ def app(env: DemoEnv, *, idp_keys: KeySource | None = None) -> Starlette:
         event_hooks={"request": [*auth.async_event_hooks["request"], aforward_trace]},
     )
 
-    async def access_token_claims(request: Request) -> tuple[str, dict[str, Any]]:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise PermissionError("invalid_token")
-        claims = await verify_jwt(
-            token, keys=idp_jwks, algorithms=_ALGORITHMS, rules=_ACCESS_TOKEN_RULES, now=time.time()
-        )
-        if claims.get("iss") != IDP_ISSUER:
-            raise PermissionError("invalid_token")
-        return token, claims
-
-    async def exchange_and_forward(
-        request: Request, *, scope: str, details: dict[str, Any], path: str, body: dict[str, Any]
-    ) -> Response:
-        try:
-            access_token, claims = await access_token_claims(request)
-        except (PermissionError, TxTokenError):
-            return _refusal("invalid_token", 401, "a valid access token of the demo IdP is required")
-        amr = claims.get("amr")
-        try:
-            issued = await tts.exchange(
-                subject_token=access_token,
-                subject_token_type=TOKEN_TYPE_ACCESS_TOKEN,
-                scope=scope,
-                request_context={
-                    "req_ip": request.client.host if request.client else "unknown",
-                    "authn": amr[0] if isinstance(amr, list) and amr else "unknown",
-                },
-                request_details=details,
-            )
-            txn = await verifier.averify(issued.access_token)
-        except TxTokenError as exc:
-            note_tts_call("exchange", scope, verdict=exc.code)
-            return _refusal(exc.code, exc.http_status, exc.message)
-        note_tts_call("exchange", scope, added=details)
-        note_transaction(txn, note=f"exchanged the access token for a Txn-Token ({scope})")
-        with use_transaction(txn):
-            response = await http.post(f"{orders_url}{path}", json=body)
+    async def forward(path: str, body: dict[str, Any]) -> Response:
+        """Runs inside the transaction the library's gateway made; the access token never got this far."""
+        txn = require_transaction()
+        note_tts_call("exchange", txn.scope, added=txn.tctx)
+        note_transaction(txn, note=f"exchanged the access token for a Txn-Token ({txn.scope})")
+        response = await http.post(f"{orders_url}{path}", json=body)
         answer = response.json() if response.headers.get("content-type") == "application/json" else {}
         return JSONResponse({**answer, "txn": txn.txn}, status_code=response.status_code)
 
     async def create_order(request: Request) -> Response:
-        try:
-            body = await request.json()
-            item, quantity = str(body["item"]), int(body["quantity"])
-            price = CATALOGUE[item]
-        except (ValueError, KeyError, TypeError):
-            return _refusal("invalid_order", 400, f"an order is {{item: {' | '.join(CATALOGUE)}, quantity: int}}")
-        if not 0 < quantity <= 100:
-            return _refusal("invalid_order", 400, "quantity must be between 1 and 100")
-        order_id = f"o-{uuid.uuid4().hex[:8]}"
-        details = {
-            "order_id": order_id,
-            "item": item,
-            "quantity": quantity,
-            "amount": str(price * quantity),
-            "currency": "EUR",
-        }
-        scope = "orders.create inventory.reserve payments.charge"
-        return await exchange_and_forward(
-            request, scope=scope, details=details, path=f"/orders/{order_id}", body={"item": item, "quantity": quantity}
-        )
+        order = require_transaction().tctx
+        return await forward(f"/orders/{order['order_id']}", {"item": order["item"], "quantity": order["quantity"]})
 
     async def refund(request: Request) -> Response:
-        order_id = request.path_params["order_id"]
-        return await exchange_and_forward(
-            request,
-            scope="orders.refund",
-            details={"order_id": order_id},
-            path=f"/orders/{order_id}/refund",
-            body={},
-        )
+        return await forward(f"/orders/{require_transaction().tctx['order_id']}/refund", {})
 
     async def collect(request: Request) -> Response:
         await log.add(await request.json())
@@ -171,7 +152,7 @@ def app(env: DemoEnv, *, idp_keys: KeySource | None = None) -> Starlette:
         await prefetch_keys(tts_keys)
         yield
         await http.aclose()
-        await tts.aclose()
+        await edge.aclose()
 
     return Starlette(
         routes=[
@@ -182,7 +163,10 @@ def app(env: DemoEnv, *, idp_keys: KeySource | None = None) -> Starlette:
             Route("/demo/hops", collect, methods=["POST"]),
             Route("/healthz", healthz),
         ],
-        middleware=[Middleware(ReportingMiddleware, service="gateway", sink=log.add, prefixes=("/api/",))],
+        middleware=[
+            Middleware(ReportingMiddleware, service="gateway", sink=log.add, prefixes=("/api/",)),
+            Middleware(GatewayMiddleware, gateway=edge),
+        ],
         lifespan=lifespan,
     )
 

@@ -25,10 +25,12 @@ from service_mesh_demo.hops import (
 from service_mesh_demo.topology import workload_id
 from txtoken.augment import aaugment
 from txtoken.context import require_transaction
+from txtoken.credentials import FileCredentialSource
+from txtoken.credentials.external import ExternalTokenSource, JwtBearerGrant
 from txtoken.errors import TxTokenError
 from txtoken.policy import Policy, Rule
 from txtoken_grpc import AioTxnTokenServerInterceptor
-from txtoken_httpx import TxnTokenAuth
+from txtoken_httpx import EgressAuth, TxnTokenAuth
 
 __all__ = ["POLICY", "RESERVE", "encode_message", "serve"]
 
@@ -60,10 +62,23 @@ async def serve(env: DemoEnv) -> None:
     http = httpx.AsyncClient(
         auth=auth, timeout=10.0, event_hooks={"request": [*auth.async_event_hooks["request"], aforward_trace]}
     )
+    # Egress: the supplier is another domain. Its own access token, obtained with inventory's projected token for the
+    # supplier's AS (RFC 7523 JWT bearer grant); a client of its own, so the Txn-Token cannot go along.
+    supplier_tokens = ExternalTokenSource(
+        f"{env.urls['supplier']}/token",
+        JwtBearerGrant(FileCredentialSource(env.projected_token("supplier-token"))),
+        allow_http=True,  # the demo's network; https in production
+    )
+    supplier = httpx.AsyncClient(auth=EgressAuth(supplier_tokens), base_url=env.urls["supplier"], timeout=10.0)
 
     async def reserve(request: dict[str, Any], context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, Any]:
+        stock = await supplier.get(f"/stock/{request['item']}")
+        if stock.status_code != 200:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{stock.json().get('error')}: the supplier refused")
         txn = require_transaction()
-        note_transaction(txn)
+        note_transaction(
+            txn, note="checked stock at supplier.example with the supplier's own access token (RFC 7523), no Txn-Token"
+        )
         reservation_id = f"r-{uuid.uuid4().hex[:8]}"
         try:
             async with aaugment(tts, verifier, request_details={"reservation_id": reservation_id}):
@@ -95,6 +110,8 @@ async def serve(env: DemoEnv) -> None:
         await server.wait_for_termination()
     finally:
         await http.aclose()
+        await supplier.aclose()
+        supplier_tokens.close()
         await tts.aclose()
 
 

@@ -4,6 +4,7 @@ or under compose, seen from a container on its network (:class:`ComposeNetwork`)
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -53,6 +54,12 @@ class Mesh:
         self.log_level = log_level
         self.log_dir = self.data_dir / "logs"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        #: Services left out, with why: a program they run is not on the PATH (the compose image has them all).
+        self.left_out = {
+            service.name: f"{', '.join(missing)} not on the PATH"
+            for service in SERVICES
+            if (missing := [b for b in service.binaries if not _installed(b)])
+        }
 
     def url(self, name: str) -> str:
         service = next(s for s in SERVICES if s.name == name)
@@ -60,11 +67,19 @@ class Mesh:
 
     def env(self, service: Service) -> dict[str, str]:
         env = service_env(service, base_port=self.base_port, data_dir=self.data_dir)
-        return {**os.environ, **env, "DEMO_LOG_LEVEL": self.log_level}
+        env = {**os.environ, **env, "DEMO_LOG_LEVEL": self.log_level}
+        for name in self.left_out:
+            env.pop(f"DEMO_{name.upper()}_URL", None)
+        return env
+
+    @property
+    def services(self) -> list[Service]:
+        """The services this mesh runs."""
+        return [service for service in SERVICES if service.name not in self.left_out]
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for service in SERVICES:
+        for service in self.services:
             log = (self.log_dir / f"{service.name}.log").open("wb")
             command = [sys.executable, *service.command[1:]]
             self.processes[service.name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -112,3 +127,7 @@ class Mesh:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _installed(program: str) -> bool:
+    return shutil.which(program) is not None or Path("/usr/sbin", program).exists()

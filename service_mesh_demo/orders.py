@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from service_mesh_demo.common import DemoEnv, prefetch_keys, readiness, serve_ht
 from service_mesh_demo.hops import (
     ReportingMiddleware,
     TraceClientInterceptor,
+    aforward_trace,
     http_sink,
     note_transaction,
     note_tts_call,
@@ -32,6 +34,7 @@ from txtoken.errors import TxTokenError
 from txtoken.policy import Policy, Rule
 from txtoken_asgi import TxnTokenMiddleware
 from txtoken_grpc import aio_client_interceptors
+from txtoken_httpx import TxnTokenAuth
 
 __all__ = ["POLICY", "app"]
 
@@ -58,6 +61,13 @@ def app(env: DemoEnv) -> Starlette:
     tts_keys = env.tts_keys()
     verifier = env.verifier(tts_keys)
     tts = env.tts_client()
+    shipping_url = env.urls.get("shipping")  # absent when the local runner left the nginx hop out
+    shipping_auth = TxnTokenAuth(trusted_hosts=[httpx.URL(shipping_url or "http://shipping").host])
+    shipping = httpx.AsyncClient(
+        auth=shipping_auth,
+        timeout=10.0,
+        event_hooks={"request": [*shipping_auth.async_event_hooks["request"], aforward_trace]},
+    )
     inventory: dict[str, grpc.aio.UnaryUnaryMultiCallable[dict[str, Any], dict[str, Any]]] = {}
 
     async def place(request: Request) -> Response:
@@ -75,6 +85,13 @@ def app(env: DemoEnv) -> Starlette:
         except grpc.aio.AioRpcError as exc:
             code = (exc.details() or "").split(":", 1)[0] or exc.code().name.lower()
             return JSONResponse({"error": code, "error_description": "inventory refused"}, status_code=502)
+        if shipping_url is not None:  # the Node.js hop behind nginx: the Txn-Token goes as for any hop
+            shipped = await shipping.post(
+                f"{shipping_url}/shipments/{order['order_id']}", headers={"x-demo-from": "orders"}
+            )
+            if shipped.status_code != 200:
+                return JSONResponse({"error": shipped.json().get("error", "error")}, status_code=502)
+            reply = {**reply, "shipment_id": shipped.json()["shipment_id"]}
         return JSONResponse({"order_id": order["order_id"], "status": "placed", **reply})
 
     async def refund(request: Request) -> Response:
@@ -103,6 +120,7 @@ def app(env: DemoEnv) -> Starlette:
                 RESERVE, request_serializer=encode_message, response_deserializer=json.loads
             )
             yield
+        await shipping.aclose()
         await tts.aclose()
 
     return Starlette(

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service_mesh_demo.common import DemoEnv, serve_http
-from service_mesh_demo.topology import SERVICES, TTS_IDENTIFIER
+from service_mesh_demo.topology import BY_NAME, SERVICES, TTS_IDENTIFIER
 from txtoken.keys import KeySet
 from txtoken.mint import encode_jws
 
@@ -60,12 +60,12 @@ class Platform:
         self.jwks_file.write_text(json.dumps(self.keys.public_jwks()), encoding="utf-8")
         self._issued: dict[str, float] = {}
 
-    def credential(self, name: str, lifetime: int) -> str:
+    def credential(self, name: str, lifetime: int, audience: str = TTS_IDENTIFIER) -> str:
         now = int(time.time())
         claims = {
             "iss": PLATFORM_ISSUER,
             "sub": service_account(name),
-            "aud": [TTS_IDENTIFIER],
+            "aud": [audience],
             "iat": now,
             "nbf": now,
             "exp": now + lifetime,
@@ -81,13 +81,16 @@ class Platform:
         version = folder / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{uuid.uuid4().hex[:8]}"
         version.mkdir()
         (version / "token").write_text(self.credential(name, TOKEN_LIFETIME), encoding="utf-8")
+        for file_name, audience in BY_NAME[name].extra_tokens.items():  # one projected token per audience
+            (version / file_name).write_text(self.credential(name, TOKEN_LIFETIME, audience), encoding="utf-8")
         staged = folder / "..data_tmp"
         staged.unlink(missing_ok=True)
         staged.symlink_to(version.name)
         previous = (folder / "..data").resolve() if (folder / "..data").is_symlink() else None
         os.replace(staged, folder / "..data")
-        if not (folder / "token").is_symlink():
-            (folder / "token").symlink_to("..data/token")
+        for file_name in ("token", *BY_NAME[name].extra_tokens):
+            if not (folder / file_name).is_symlink():
+                (folder / file_name).symlink_to(f"..data/{file_name}")
         if previous is not None and previous != version:
             shutil.rmtree(previous, ignore_errors=True)
         self._issued[name] = time.time()

@@ -13,7 +13,7 @@ from types import FrameType
 
 from service_mesh_demo.mesh import Mesh, MeshError
 from service_mesh_demo.scenario import StepResult, run_scenario
-from service_mesh_demo.topology import DEFAULT_BASE_PORT, SERVICES
+from service_mesh_demo.topology import DEFAULT_BASE_PORT
 from txtoken.logs import LOG_LEVELS
 
 __all__ = ["format_result", "main", "report", "summary"]
@@ -88,10 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started where SIGINT was ignored
     mesh = Mesh(data_dir, base_port=args.base_port, log_level=args.log_level)
-    print(f"Starting the mesh ({len(SERVICES)} processes on 127.0.0.1:{args.base_port}-{args.base_port + 9})…")
+    print(f"Starting the mesh ({len(mesh.services)} processes on 127.0.0.1:{args.base_port}-{args.base_port + 9})…")
+    for name, why in mesh.left_out.items():
+        print(f"  left out: {name} ({why}; the docker compose mesh always runs it)")
     try:
         with mesh:
-            for service in SERVICES:
+            for service in mesh.services:
                 print(f"  {service.name:<10} {service.protocol:<5} {mesh.url(service.name).removeprefix('http://')}")
             print("\nThe scenario: one purchase, then what must be refused.\n")
             passed = report(run_scenario(mesh))

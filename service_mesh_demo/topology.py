@@ -16,6 +16,7 @@ __all__ = [
     "COMPOSE_DATA_DIR",
     "DEFAULT_BASE_PORT",
     "SERVICES",
+    "SUPPLIER_AS",
     "TRUST_DOMAIN",
     "TTS_IDENTIFIER",
     "Service",
@@ -26,6 +27,8 @@ __all__ = [
 TRUST_DOMAIN = "shop.example"
 #: The Txn-Token Service's identifier: the audience of workload credentials and the ``iss`` of Txn-Tokens.
 TTS_IDENTIFIER = f"https://tts.{TRUST_DOMAIN}"
+#: The authorization server of the supplier, another domain: the audience of inventory's second projected token.
+SUPPLIER_AS = "https://as.supplier.example"
 DEFAULT_BASE_PORT = 8700
 COMPOSE_BASE_PORT = 8700
 #: Where the shared demo data (platform keys, projected tokens, TTS keys) lives inside the compose containers.
@@ -38,7 +41,10 @@ class Service:
 
     ``credential`` is how the workload receives its platform credential: ``file`` (a projected service-account token
     re-read on rotation, as Kubernetes delivers it), ``env`` (an environment variable), or None (it never calls the
-    Txn-Token Service). ``needs`` lists the services it calls, whose addresses it gets in its environment.
+    Txn-Token Service). ``extra_tokens`` are further projected tokens beside ``token`` (file name → audience), for
+    authorization servers of other domains. ``needs`` lists the services it calls, whose addresses it gets in its
+    environment. ``binaries`` are the programs other than Python it runs (the local runner leaves the service out,
+    and says so, when one is not on the PATH; the compose image has them all).
     """
 
     name: str
@@ -50,6 +56,8 @@ class Service:
     workload_id: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
     published: bool = False  # reachable from the host under compose (the IdP and the gateway: what curl needs)
+    extra_tokens: dict[str, str] = field(default_factory=dict)
+    binaries: tuple[str, ...] = ()
 
     @property
     def command(self) -> list[str]:
@@ -66,6 +74,8 @@ SERVICES: tuple[Service, ...] = (
     Service("platform", "service_mesh_demo.platform", 9, "http"),
     Service("idp", "service_mesh_demo.idp", 1, "http", published=True),
     Service("tts", "service_mesh_demo.tts", 2, "http", needs=("platform", "idp")),  # it reads the IdP's JWKS file
+    Service("supplier", "service_mesh_demo.supplier", 6, "http", needs=("platform",)),
+    Service("shipping", "service_mesh_demo.shipping", 7, "http", needs=("tts", "gateway"), binaries=("nginx", "node")),
     Service(
         "payments",
         "service_mesh_demo.payments",
@@ -81,8 +91,9 @@ SERVICES: tuple[Service, ...] = (
         4,
         "grpc",
         credential="file",
-        needs=("tts", "payments", "gateway"),
+        needs=("tts", "payments", "supplier", "gateway"),
         workload_id=workload_id("inventory"),
+        extra_tokens={"supplier-token": SUPPLIER_AS},
     ),
     Service(
         "orders",
@@ -90,7 +101,7 @@ SERVICES: tuple[Service, ...] = (
         3,
         "http",
         credential="env",
-        needs=("tts", "inventory", "gateway"),
+        needs=("tts", "inventory", "shipping", "gateway"),
         workload_id=workload_id("orders"),
     ),
     Service(

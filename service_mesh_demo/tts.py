@@ -7,8 +7,7 @@ from pathlib import Path
 
 from service_mesh_demo.common import DemoEnv, serve_http
 from txtoken.keys import KeySet
-from txtoken.service.app import TokenService, create_app
-from txtoken.service.config import load_settings
+from txtoken.service import TokenService, create_app, load_settings
 
 CONFIG = Path(__file__).with_name("tts.toml")
 

@@ -5,6 +5,7 @@ in ``txtoken_asgi``, ``txtoken_grpc`` and ``txtoken_httpx``; the token service i
 comes with an extra (``pip install 'txtoken[asgi]'``, ``[grpc]``, ``[server]``); see :mod:`txtoken.extras`.
 """
 
+from txtoken.carrier import carried_token
 from txtoken.claims import GRPC_METADATA_KEY, HTTP_HEADER, TXN_TOKEN_TYP, TxnTokenClaims
 from txtoken.context import current_caller, current_transaction, require_transaction, use_transaction
 from txtoken.errors import TxTokenError
@@ -32,6 +33,7 @@ __all__ = [
     "VerificationKey",
     "VerifiedTxnToken",
     "__version__",
+    "carried_token",
     "current_caller",
     "current_transaction",
     "load_jwks",

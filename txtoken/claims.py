@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, field_validator
 
 from txtoken.errors import ClaimInvalid, LegacyClaims
 
@@ -15,6 +16,7 @@ __all__ = [
     "GRPC_METADATA_KEY",
     "HTTP_HEADER",
     "LEGACY_CLAIM_NAMES",
+    "MAX_JSON_DEPTH",
     "REQUIRED_CLAIMS",
     "TOKEN_TYPE_ACCESS_TOKEN",
     "TOKEN_TYPE_ID_TOKEN",
@@ -26,7 +28,9 @@ __all__ = [
     "TXN_TOKEN_TYP",
     "TxnTokenClaims",
     "check_claims",
+    "is_numeric_date",
     "map_legacy_claims",
+    "nests_deeper",
     "validation_summary",
 ]
 
@@ -54,7 +58,33 @@ LEGACY_CLAIM_NAMES = {"purp": "scope", "azd": "tctx", "req_ctx": "rctx"}
 
 _LEGACY_NAMES = frozenset(LEGACY_CLAIM_NAMES)
 
+#: How deeply a claim value may nest arrays and objects (``{"a": {"b": 1}}`` is 2). The TTS refuses
+#: ``request_details`` and ``request_context`` that nest deeper (``invalid_request``) and :class:`TxnTokenMinter`
+#: refuses to sign such claims, so every token txtoken issues stays far below what JSON parsers take: txtoken's own
+#: verifier about 200 levels for the whole payload, common parsers such as serde_json 128.
+MAX_JSON_DEPTH = 32
+
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
+#: RFC 7519 §2: a JSON number, not necessarily an integer; never NaN, infinity or a boolean.
+NumericDate = StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+
+
+def is_numeric_date(value: object) -> bool:
+    """Whether ``value`` is a NumericDate (RFC 7519 §2): an ``int`` or a finite ``float``, never a ``bool``."""
+    kind = type(value)
+    return kind is int or (kind is float and math.isfinite(value))  # type: ignore[arg-type]
+
+
+def nests_deeper(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a JSON value nests arrays and objects more than ``limit`` levels deep (iterative: any depth)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 class TxnTokenClaims(BaseModel):
@@ -62,13 +92,14 @@ class TxnTokenClaims(BaseModel):
 
     Required: ``iat``, ``aud``, ``exp``, ``txn``, ``sub``, ``scope``, ``req_wl``; recommended ``tctx`` and ``rctx``
     (JSON objects); optional ``iss``. Unknown claims are kept (``model_extra``). Types are strict: NumericDates are
-    integers, ``aud`` is the one trust domain as a string.
+    integers or finite non-integer numbers (RFC 7519 §2); ``aud`` is the one trust domain, a string or an array of
+    exactly that one string (RFC 7519 §4.1.3), kept as the string.
     """
 
     model_config = ConfigDict(frozen=True, extra="allow", strict=True)
 
-    iat: StrictInt
-    exp: StrictInt
+    iat: NumericDate
+    exp: NumericDate
     aud: NonEmptyStr
     txn: NonEmptyStr
     sub: NonEmptyStr
@@ -77,6 +108,11 @@ class TxnTokenClaims(BaseModel):
     tctx: dict[str, Any] | None = None
     rctx: dict[str, Any] | None = None
     iss: NonEmptyStr | None = None
+
+    @field_validator("aud", mode="before")
+    @classmethod
+    def _single_audience(cls, value: object) -> object:
+        return value[0] if type(value) is list and len(value) == 1 else value
 
     @property
     def scopes(self) -> frozenset[str]:
@@ -89,7 +125,7 @@ class TxnTokenClaims(BaseModel):
 
 
 _TIME_CLAIMS = ("iat", "exp")
-_STRING_CLAIMS = ("aud", "txn", "sub", "scope", "req_wl")
+_STRING_CLAIMS = ("txn", "sub", "scope", "req_wl")
 
 
 def check_claims(claims: Mapping[str, Any]) -> None:
@@ -99,8 +135,16 @@ def check_claims(claims: Mapping[str, Any]) -> None:
     :class:`~txtoken.errors.ClaimInvalid` naming the claim and the kind of problem, never its value.
     """
     for name in _TIME_CLAIMS:
-        if type(claims.get(name)) is not int:
-            raise ClaimInvalid(f"{name}: {'int_type' if name in claims else 'missing'}")
+        value = claims.get(name)
+        if type(value) is not int and not is_numeric_date(value):
+            raise ClaimInvalid(f"{name}: {'numeric_date_type' if name in claims else 'missing'}")
+    aud = claims.get("aud")
+    if type(aud) is list:
+        if len(aud) != 1:
+            raise ClaimInvalid("aud: not a single audience")
+        aud = aud[0]
+    if type(aud) is not str or not aud:
+        raise ClaimInvalid(f"aud: {'missing' if aud is None and 'aud' not in claims else 'string_type'}")
     for name in _STRING_CLAIMS:
         value = claims.get(name)
         if type(value) is not str or not value:

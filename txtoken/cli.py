@@ -1,4 +1,4 @@
-"""The ``txtoken`` command: keygen, keys rotate, mint, verify, serve, wimse, and the demo."""
+"""The ``txtoken`` command: keygen, keys rotate, mint, verify, serve, forward-auth, wimse, and the demo."""
 
 from __future__ import annotations
 
@@ -220,6 +220,36 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forward_auth(args: argparse.Namespace) -> int:
+    import logging
+    import logging.config
+    import signal
+
+    import uvicorn
+
+    from txtoken.forwardauth import ForwardAuth, load_config
+
+    config = load_config(args.config)
+    app = ForwardAuth.from_config(config)
+    logging_config = log_config(args.log_level, args.log_format)
+    logging.config.dictConfig(logging_config)
+    logging.getLogger("txtoken.forwardauth").info(
+        "txtoken forward-auth: %s mode, config %s, trust domain %s", config.mode, args.config, config.trust_domain
+    )
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    # proxy_headers off: the client address is taken from X-Forwarded-For only behind the configured trusted proxies.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        proxy_headers=False,
+        access_log=False,
+        log_config=logging_config,
+        log_level=args.log_level,
+    )
+    return 0
+
+
 def _when(at: int, now: int) -> str:
     stamp = datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{stamp} ({'now' if at <= now else f'+{at - now} s'})"
@@ -328,6 +358,16 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--overlap", type=int, help="seconds the old key stays published after that (default 1800)")
     rotate.add_argument("--alg", choices=ALGORITHMS, help="algorithm of the new key (default: the current one's)")
     rotate.set_defaults(run=_keys_rotate)
+
+    forward = sub.add_parser(
+        "forward-auth", help="answer forward-auth checks of nginx auth_request, Envoy ext_authz, Traefik ForwardAuth"
+    )
+    forward.add_argument("--config", required=True, help="TOML configuration (mode edge or hop; docs/gateway.md)")
+    forward.add_argument("--host", default="127.0.0.1")
+    forward.add_argument("--port", type=int, default=8410)
+    forward.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    forward.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="text, or one JSON object a line")
+    forward.set_defaults(run=_forward_auth)
 
     add_wimse_parser(sub)
 

@@ -34,7 +34,7 @@ from txtoken.errors import (
 )
 from txtoken.jws import b64url_decode
 
-__all__ = ["AsyncTokenServiceClient", "TokenResponse", "TokenServiceClient"]
+__all__ = ["AsyncTokenServiceClient", "TokenResponse", "TokenServiceClient", "oauth_error"]
 
 _BACKOFF_BASE = 0.1
 _BACKOFF_CAP = 2.0
@@ -78,8 +78,9 @@ def _redact(text: str, secrets: tuple[str, ...]) -> str:
     return text[:_MAX_DESCRIPTION]
 
 
-def _error_from(response: httpx.Response, secrets: tuple[str, ...]) -> TokenServiceError:
-    """The error a non-200 answer stands for, by its OAuth ``error`` code (RFC 6749 §5.2)."""
+def oauth_error(response: httpx.Response, secrets: tuple[str, ...]) -> TokenServiceError:
+    """The error a non-200 answer of a token endpoint stands for, by its OAuth ``error`` code (RFC 6749 §5.2);
+    ``secrets`` (the tokens sent) are redacted from the description."""
     try:
         body = response.json()
     except ValueError:
@@ -285,7 +286,7 @@ class TokenServiceClient(_Base):
                 time.sleep(_backoff(attempt))
                 continue
             if response.status_code != 200:
-                raise _error_from(response, secrets)
+                raise oauth_error(response, secrets)
             return _parse_success(response, form["scope"])
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -380,7 +381,7 @@ class AsyncTokenServiceClient(_Base):
                 await asyncio.sleep(_backoff(attempt))
                 continue
             if response.status_code != 200:
-                raise _error_from(response, secrets)
+                raise oauth_error(response, secrets)
             return _parse_success(response, form["scope"])
         raise AssertionError("unreachable")  # pragma: no cover
 

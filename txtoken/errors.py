@@ -12,7 +12,7 @@ contain a token.
     │   ├── TokenMissing, TokenDuplicated, TokenTooLarge, TokenMalformed
     │   ├── AlgorithmNotAllowed, TypMismatch, UnknownKey, SignatureInvalid
     │   ├── AudienceMismatch, TokenExpired, TokenNotYetValid, LifetimeTooLong
-    │   └── ClaimInvalid, LegacyClaims
+    │   └── ClaimInvalid, LegacyClaims, TokenReplayed
     ├── WorkloadAuthRejected              400  UNAUTHENTICATED   (WIMSE: a caller's WIT or WPT is missing or not valid)
     │   ├── WitRejected: WitMissing, WitExpired, WitSubjectInvalid, WitKeyInvalid
     │   └── WptRejected: WptMissing, WptDuplicated, WptTypMismatch, WptAlgMismatch, WptSignatureInvalid,
@@ -26,10 +26,12 @@ contain a token.
     ├── KeysUnavailable                   503  UNAVAILABLE
     ├── CredentialUnavailable             503  UNAVAILABLE
     ├── ReplayStoreUnavailable            503  UNAVAILABLE       (a single-use check cannot be made)
-    └── TokenServiceError                 the TTS's OAuth error, see ``oauth_error_class``
-        ├── InvalidRequest, InvalidClient, InvalidScope, InvalidTarget
-        ├── UnauthorizedClient, UnsupportedGrantType
-        └── TokenServiceUnavailable       503  UNAVAILABLE
+    ├── TokenServiceError                 the TTS's OAuth error, see ``oauth_error_class``
+    │   ├── InvalidRequest, InvalidClient, InvalidScope, InvalidTarget
+    │   ├── UnauthorizedClient, UnsupportedGrantType
+    │   └── TokenServiceUnavailable       503  UNAVAILABLE
+    ├── AccessTokenInvalid                401  UNAUTHENTICATED   (the gateway: external access token, RFC 6750)
+    └── RequestTooLarge                   413  INVALID_ARGUMENT  (the gateway: body larger than it reads)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import ClassVar
 
 __all__ = [
     "AccessDenied",
+    "AccessTokenInvalid",
     "AlgorithmNotAllowed",
     "AudienceMismatch",
     "BindingMismatch",
@@ -55,12 +58,14 @@ __all__ = [
     "LifetimeTooLong",
     "NoTransaction",
     "ReplayStoreUnavailable",
+    "RequestTooLarge",
     "SignatureInvalid",
     "TokenDuplicated",
     "TokenExpired",
     "TokenMalformed",
     "TokenMissing",
     "TokenNotYetValid",
+    "TokenReplayed",
     "TokenRejected",
     "TokenServiceError",
     "TokenServiceUnavailable",
@@ -184,6 +189,12 @@ class ClaimInvalid(TokenRejected):
     """A required claim is missing or a claim has the wrong type."""
 
     code = "claim_invalid"
+
+
+class TokenReplayed(TokenRejected):
+    """A Txn-Token presented a second time where each may be used once (a forward-auth ``single_use`` route)."""
+
+    code = "token_replayed"
 
 
 class LegacyClaims(TokenRejected):
@@ -431,3 +442,23 @@ _OAUTH_ERRORS: dict[str, type[TokenServiceError]] = {
 def oauth_error_class(error: str) -> type[TokenServiceError]:
     """The error class for an OAuth ``error`` code returned by a TTS (``TokenServiceError`` if unknown)."""
     return _OAUTH_ERRORS.get(error, TokenServiceError)
+
+
+# --- the inbound gateway's own refusals of external requests ---------------------------------------------------------
+
+
+class AccessTokenInvalid(TxTokenError):
+    """The external access token is missing, malformed, expired, revoked or from an untrusted issuer (RFC 6750
+    ``invalid_token``)."""
+
+    code = "invalid_token"
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+
+
+class RequestTooLarge(TxTokenError):
+    """The request body is larger than the gateway reads to build ``request_details``."""
+
+    code = "request_too_large"
+    http_status = 413
+    grpc_status = "INVALID_ARGUMENT"

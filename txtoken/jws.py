@@ -128,7 +128,7 @@ class JwsHeader:
     """The JOSE header fields txtoken uses. Key-carrying headers (``jku``, ``x5u``, ``jwk``, ``x5c``) are ignored."""
 
     alg: str
-    kid: str
+    kid: str  # empty when the header has none
     typ: str | None
     media_type: str | None
     members: Mapping[str, Any]
@@ -155,8 +155,8 @@ def _parse_header(segment: str) -> JwsHeader:
     if not isinstance(alg, str):
         raise TokenMalformed("header has no 'alg'")
     kid = members.get("kid", "")
-    if not isinstance(kid, str):
-        raise TokenMalformed("header 'kid' is not a string")
+    if not isinstance(kid, str) or (not kid and "kid" in members):
+        raise TokenMalformed("header 'kid' is not a non-empty string")
     if "crit" in members:
         # No extension is understood here, so a critical one must be refused (RFC 7515 §4.1.11).
         raise TokenMalformed("header has a 'crit' extension")
@@ -174,8 +174,10 @@ def _parse_header(segment: str) -> JwsHeader:
 def parse_jws(
     token: str, *, algorithms: frozenset[str], max_size: int = DEFAULT_MAX_TOKEN_SIZE, require_kid: bool = True
 ) -> CompactJws:
-    """Split a compact JWS and check its header: size, shape, ``alg`` in ``algorithms``, a ``kid`` (unless
-    ``require_kid`` is off: a Workload Proof Token's key comes from the WIT, not a ``kid``), no ``crit``."""
+    """Split a compact JWS and check its header: size, shape, ``alg`` in ``algorithms``, no ``crit``, and a ``kid``
+    (a non-empty string), unless ``require_kid`` is off: then a header without one is accepted, and the caller picks
+    the key (a Txn-Token or a JWT the TTS receives: the only key its source holds for the ``alg``; a Workload Proof
+    Token: the key the WIT confirms)."""
     if len(token) > max_size:
         raise TokenTooLarge(f"token longer than {max_size} bytes")
     try:

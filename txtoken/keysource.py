@@ -2,12 +2,14 @@
 
 A key source answers one question: the key for this ``kid``. :meth:`KeySource.cached_key` answers from memory
 (no network; a file source may ``stat`` its file); :meth:`fetch_key` and :meth:`afetch_key` may refresh first.
-Keys only ever come from this configuration, never from a token.
+For a token without ``kid``, :meth:`KeySource.sole_kid` names the one key held for its ``alg``, if there is exactly
+one. Keys only ever come from this configuration, never from a token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -22,7 +24,15 @@ from txtoken import telemetry
 from txtoken.errors import ConfigurationError, KeysUnavailable, UnknownKey
 from txtoken.keys import KeySet, VerificationKey, key_index, load_jwks
 
-__all__ = ["JwksFileKeySource", "KeySource", "RemoteJwksKeySource", "StaticKeySource", "key_source"]
+__all__ = [
+    "JwksFileKeySource",
+    "KeySource",
+    "RemoteJwksKeySource",
+    "StaticKeySource",
+    "afind_sole_kid",
+    "find_sole_kid",
+    "key_source",
+]
 
 logger = logging.getLogger("txtoken.keysource")
 
@@ -42,6 +52,43 @@ class KeySource(Protocol):
 
     async def afetch_key(self, kid: str) -> VerificationKey:
         """The key, refreshing if needed, without blocking the event loop."""
+
+    def sole_kid(self, alg: str) -> str | None:
+        """The ``kid`` of the only key held that accepts ``alg``, without network I/O; None if none or several."""
+
+
+def _sole_kid(keys: Iterable[VerificationKey], alg: str) -> str | None:
+    found = [key.kid for key in keys if key.accepts(alg)]
+    return found[0] if len(found) == 1 else None
+
+
+# No key has an empty kid (JWKs and JWS headers with one are refused), so asking for it makes a source refresh, within
+# its own throttle, and then answer UnknownKey: how a token without kid gets a source that has not fetched yet to fetch.
+_NO_KEY_HAS_THIS_KID = ""
+
+
+def _sole_or_refuse(keys: KeySource, alg: str) -> str:
+    sole = keys.sole_kid(alg)
+    if sole is None:
+        raise UnknownKey("the token has no kid, and not exactly one key is held for its alg")
+    return sole
+
+
+def find_sole_kid(keys: KeySource, alg: str) -> str:
+    """The ``kid`` to verify a token without one with: the only key ``keys`` hold for ``alg``, after one refresh if
+    none or several are held now; :class:`UnknownKey` if the choice stays ambiguous (``kid`` is a SHOULD, §9.1)."""
+    if keys.sole_kid(alg) is None:
+        with contextlib.suppress(UnknownKey):
+            keys.fetch_key(_NO_KEY_HAS_THIS_KID)
+    return _sole_or_refuse(keys, alg)
+
+
+async def afind_sole_kid(keys: KeySource, alg: str) -> str:
+    """Like :func:`find_sole_kid`; a refresh, if one is needed, is awaited."""
+    if keys.sole_kid(alg) is None:
+        with contextlib.suppress(UnknownKey):
+            await keys.afetch_key(_NO_KEY_HAS_THIS_KID)
+    return _sole_or_refuse(keys, alg)
 
 
 class StaticKeySource:
@@ -82,6 +129,9 @@ class StaticKeySource:
 
     async def afetch_key(self, kid: str) -> VerificationKey:
         return self.fetch_key(kid)
+
+    def sole_kid(self, alg: str) -> str | None:
+        return _sole_kid((key for kid, key in self._keys.items() if self.cached_key(kid) is not None), alg)
 
 
 class JwksFileKeySource:
@@ -137,6 +187,11 @@ class JwksFileKeySource:
 
     async def afetch_key(self, kid: str) -> VerificationKey:
         return self.fetch_key(kid)
+
+    def sole_kid(self, alg: str) -> str | None:
+        if self._clock() - self._checked_at >= self._check_interval:
+            self._reload()
+        return _sole_kid(self._keys.values(), alg)
 
 
 class _FetchFailed(Exception):
@@ -363,6 +418,10 @@ class RemoteJwksKeySource:
         if not self._fresh(self._clock()):
             return None
         return self._keys.get(kid)
+
+    def sole_kid(self, alg: str) -> str | None:
+        """From the keys last fetched (a lookup by ``kid`` or a prefetch fetches); None before any fetch."""
+        return _sole_kid(self._keys.values(), alg)
 
     def fetch_key(self, kid: str) -> VerificationKey:
         with self._lock:

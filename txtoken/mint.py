@@ -11,7 +11,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from txtoken.claims import TXN_TOKEN_TYP, TxnTokenClaims, map_legacy_claims, validation_summary
+from txtoken.claims import (
+    MAX_JSON_DEPTH,
+    TXN_TOKEN_TYP,
+    TxnTokenClaims,
+    is_numeric_date,
+    map_legacy_claims,
+    nests_deeper,
+    validation_summary,
+)
 from txtoken.errors import ConfigurationError, LegacyClaims
 from txtoken.keys import KeySet, SigningKey
 from txtoken.verify import DEFAULT_MAX_LIFETIME
@@ -102,19 +110,23 @@ class TxnTokenMinter:
 
     def sign(self, claims: TxnTokenClaims) -> str:
         """Sign a complete claim set; refuses anything a verifier would refuse (lifetime over the cap, a foreign
-        ``aud``, claim names of older drafts, a non-integer ``nbf``, values that are not JSON)."""
+        ``aud``, claim names of older drafts, an ``nbf`` that is not a NumericDate, values that are not JSON or nest
+        deeper than :data:`~txtoken.claims.MAX_JSON_DEPTH`)."""
         lifetime = claims.exp - claims.iat
         if not 0 < lifetime <= self.max_lifetime:
             raise ConfigurationError(f"Txn-Token lifetime must be between 1 and {self.max_lifetime} seconds")
         if claims.aud != self.trust_domain:
             raise ConfigurationError("aud must be this minter's trust domain")
+        values = [claims.tctx, claims.rctx, *(claims.model_extra or {}).values()]
+        if any(nests_deeper(value) for value in values):
+            raise ConfigurationError(f"Txn-Token claims must not nest deeper than {MAX_JSON_DEPTH} levels")
         payload = claims.to_dict()
         try:
             map_legacy_claims(payload, allow=False)
         except LegacyClaims as exc:
             raise ConfigurationError(exc.message) from None
-        if "nbf" in payload and type(payload["nbf"]) is not int:
-            raise ConfigurationError("nbf must be an integer NumericDate")
+        if "nbf" in payload and not is_numeric_date(payload["nbf"]):
+            raise ConfigurationError("nbf must be a NumericDate")
         try:
             return encode_jws(payload, self.keys.active, typ=TXN_TOKEN_TYP)
         except ValueError:

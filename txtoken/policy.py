@@ -47,7 +47,7 @@ from txtoken.errors import AccessDenied, BindingMismatch, CallerNotAllowed, Conf
 from txtoken.verify import VerifiedTxnToken
 from txtoken.wimse.identifier import CallerPattern
 
-__all__ = ["Condition", "Mode", "Policy", "RouteMatch", "Rule", "canonical"]
+__all__ = ["ABSENT", "Condition", "Mode", "Policy", "RouteMatch", "Rule", "canonical", "member"]
 
 Mode: TypeAlias = Literal["enforce", "audit"]
 Unmatched: TypeAlias = Literal["allow", "deny"]
@@ -76,6 +76,15 @@ def _member(container: Mapping[str, Any], dotted: str) -> Any:
             return _ABSENT
         value = value[part]
     return value
+
+
+#: What :func:`member` answers for a member that is not there.
+ABSENT = _ABSENT
+
+
+def member(container: Mapping[str, Any], dotted: str) -> Any:
+    """The member of ``container`` at the dotted path (``order.symbol``), or :data:`ABSENT`."""
+    return _member(container, dotted)
 
 
 def _is_number(value: Any) -> bool:

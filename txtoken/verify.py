@@ -1,11 +1,13 @@
 """Txn-Token verification, hardened per RFC 8725 and §12.2 of the draft.
 
 Checks, in order: size (before any parsing); compact JWS shape; header (``alg`` in an explicit allow-list of
-asymmetric algorithms, a ``kid``, no ``crit``); ``typ`` is ``txntoken+jwt``; the key for ``kid`` comes from the
-configured key source (never from ``jku``, ``x5u``, ``jwk`` or ``x5c``) and is bound to the header's ``alg``;
+asymmetric algorithms, ``kid`` a non-empty string if present, no ``crit``); ``typ`` is ``txntoken+jwt``; the key for
+``kid`` comes from the configured key source (never from ``jku``, ``x5u``, ``jwk`` or ``x5c``) and is bound to the
+header's ``alg`` (without ``kid``: the only key the source holds for that ``alg``, refused if there are several);
 signature; payload JSON without duplicate members; claim names of older drafts refused unless allowed; every
-required claim present and well typed; ``aud`` is this verifier's trust domain; ``iss`` if one is configured;
-``exp``, ``iat`` and ``nbf`` with a small leeway; ``exp - iat`` no longer than the maximum lifetime.
+required claim present and well typed (NumericDates may be non-integer); ``aud`` is this verifier's trust domain
+(a string, or an array of that one string); ``iss`` if one is configured; ``exp``, ``iat`` and ``nbf`` with a small
+leeway; ``exp - iat`` no longer than the maximum lifetime.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
 from txtoken import telemetry
-from txtoken.claims import TXN_TOKEN_TYP, TxnTokenClaims, check_claims, map_legacy_claims
+from txtoken.claims import TXN_TOKEN_TYP, TxnTokenClaims, check_claims, is_numeric_date, map_legacy_claims
 from txtoken.errors import (
     AudienceMismatch,
     ClaimInvalid,
@@ -29,7 +31,7 @@ from txtoken.errors import (
 )
 from txtoken.jws import DEFAULT_MAX_TOKEN_SIZE, CompactJws, parse_jws, verify_jws
 from txtoken.keys import ALGORITHMS, KeySet, VerificationKey
-from txtoken.keysource import KeySource, key_source
+from txtoken.keysource import KeySource, afind_sole_kid, find_sole_kid, key_source
 
 __all__ = ["DEFAULT_LEEWAY", "DEFAULT_MAX_LIFETIME", "TxnTokenVerifier", "VerifiedTokenCache", "VerifiedTxnToken"]
 
@@ -244,7 +246,8 @@ class TxnTokenVerifier:
             if cached is not None and self.keys.cached_key(cached.kid) is not None:  # its key still published
                 return cached
         jws = self._parse(token)
-        key = self.keys.cached_key(jws.header.kid) or self.keys.fetch_key(jws.header.kid)
+        kid = jws.header.kid or find_sole_kid(self.keys, jws.header.alg)
+        key = self.keys.cached_key(kid) or self.keys.fetch_key(kid)
         return self._finish(token, jws, key)
 
     async def _averify(self, token: str) -> VerifiedTxnToken:
@@ -253,11 +256,12 @@ class TxnTokenVerifier:
             if cached is not None and self.keys.cached_key(cached.kid) is not None:  # its key still published
                 return cached
         jws = self._parse(token)
-        key = self.keys.cached_key(jws.header.kid) or await self.keys.afetch_key(jws.header.kid)
+        kid = jws.header.kid or await afind_sole_kid(self.keys, jws.header.alg)
+        key = self.keys.cached_key(kid) or await self.keys.afetch_key(kid)
         return self._finish(token, jws, key)
 
     def _parse(self, token: str) -> CompactJws:
-        jws = parse_jws(token, algorithms=self._algorithms, max_size=self._max_token_size)
+        jws = parse_jws(token, algorithms=self._algorithms, max_size=self._max_token_size, require_kid=False)
         if jws.header.media_type not in self._media_types:
             raise TypMismatch(f"typ must be {TXN_TOKEN_TYP}")
         return jws
@@ -272,7 +276,8 @@ class TxnTokenVerifier:
         return verified
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
-        if claims["aud"] != self.trust_domain:
+        aud = claims["aud"]
+        if aud != self.trust_domain and (type(aud) is not list or aud[0] != self.trust_domain):
             raise AudienceMismatch("aud is not this trust domain")
         if self._issuer is not None and claims.get("iss") != self._issuer:
             raise ClaimInvalid("iss is not the configured issuer")
@@ -284,8 +289,8 @@ class TxnTokenVerifier:
             raise TokenNotYetValid("iat is in the future")
         nbf = claims.get("nbf")
         if nbf is not None:
-            if type(nbf) is not int:
-                raise ClaimInvalid("nbf: int_type")
+            if not is_numeric_date(nbf):
+                raise ClaimInvalid("nbf: numeric_date_type")
             if nbf > now + self._leeway:
                 raise TokenNotYetValid("nbf is in the future")
         lifetime = exp - iat

@@ -11,13 +11,12 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from txtoken import telemetry
+from txtoken.carrier import carried_token
 from txtoken.claims import HTTP_HEADER
 from txtoken.context import current_caller, current_transaction, use_transaction
 from txtoken.errors import (
     ConfigurationError,
     NoTransaction,
-    TokenDuplicated,
-    TokenMissing,
     TxTokenError,
     WitRejected,
     WorkloadAuthRejected,
@@ -205,15 +204,8 @@ async def _serve_exempt(app: ASGIApp, scope: Scope, receive: Receive, send: Send
 
 
 def _token(headers: Iterable[tuple[bytes, bytes]]) -> str:
-    token = None
-    for name, value in headers:
-        if name == _HEADER:
-            if token is not None:
-                raise TokenDuplicated(f"more than one {HTTP_HEADER} header")
-            token = value
-    if token is None:
-        raise TokenMissing(f"no {HTTP_HEADER} header")
-    return bytes(token).decode("latin-1")
+    values = [bytes(value).decode("latin-1") for name, value in headers if name == _HEADER]
+    return carried_token(values, carrier=f"{HTTP_HEADER} header")
 
 
 def _route_path(scope: Scope) -> str:
@@ -225,7 +217,7 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-def _response(exc: TxTokenError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _response(exc: TxTokenError, scheme: str = HTTP_HEADER) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     members: dict[str, object] = {"error": exc.code, "error_description": exc.message}
     content_type = b"application/json"
     if isinstance(exc, WorkloadAuthRejected):
@@ -239,7 +231,7 @@ def _response(exc: TxTokenError) -> tuple[int, list[tuple[bytes, bytes]], bytes]
         (b"cache-control", b"no-store"),
     ]
     if exc.http_status == 401:
-        headers.append((b"www-authenticate", f'{HTTP_HEADER} error="{exc.code}"'.encode("ascii")))
+        headers.append((b"www-authenticate", f'{scheme} error="{exc.code}"'.encode("ascii")))
     return exc.http_status, headers, body
 
 

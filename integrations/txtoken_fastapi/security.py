@@ -11,12 +11,12 @@ from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
+from txtoken.carrier import carried_token
 from txtoken.claims import HTTP_HEADER
 from txtoken.context import use_transaction
 from txtoken.errors import InsufficientScope, NoTransaction, TxTokenError
 from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
 from txtoken_asgi import app_verifier
-from txtoken_asgi.middleware import _token
 
 __all__ = ["TxnTokenHTTPException", "TxnTokenSecurity", "docs_paths"]
 
@@ -96,7 +96,8 @@ class TxnTokenSecurity(SecurityBase):
         verifier = app_verifier(connection.scope) or self.verifier
         if verifier is None:
             raise NoTransaction("no Txn-Token was verified for this request")
-        txn = await verifier.averify(_token(connection.scope["headers"]))
+        token = carried_token(connection.headers.getlist(HTTP_HEADER), carrier=f"{HTTP_HEADER} header")
+        txn = await verifier.averify(token)
         connection.scope["txtoken"] = txn
         connection.state.txn = txn
         return txn, True

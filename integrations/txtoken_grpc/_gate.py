@@ -11,13 +11,12 @@ from typing import Any
 import grpc
 
 from txtoken import telemetry
+from txtoken.carrier import carried_token
 from txtoken.claims import GRPC_METADATA_KEY
 from txtoken.errors import (
     BindingMismatch,
     ConfigurationError,
-    TokenDuplicated,
     TokenMalformed,
-    TokenMissing,
     TxTokenError,
     WitRejected,
     WorkloadAuthRejected,
@@ -145,15 +144,6 @@ class Gate:
         self.policy.authorize_message(admission.txn, admission.match, fields)
 
 
-def _token(metadata: Sequence[Any] | None) -> str:
-    values = [value for key, value in metadata or () if key == GRPC_METADATA_KEY]
-    if not values:
-        raise TokenMissing(f"no {GRPC_METADATA_KEY} metadata")
-    if len(values) > 1:
-        raise TokenDuplicated(f"more than one {GRPC_METADATA_KEY} metadata entry")
-    return _ascii(values[0])
-
-
 def _ascii(value: Any) -> str:
     if isinstance(value, bytes):
         try:
@@ -161,6 +151,11 @@ def _ascii(value: Any) -> str:
         except UnicodeDecodeError:
             raise TokenMalformed("the token is not ASCII") from None
     return str(value)
+
+
+def _token(metadata: Sequence[Any] | None) -> str:
+    values = [_ascii(value) for key, value in metadata or () if key == GRPC_METADATA_KEY]
+    return carried_token(values, carrier=f"{GRPC_METADATA_KEY} metadata")
 
 
 def refusal(exc: TxTokenError, method: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:

@@ -123,10 +123,14 @@ def test_wrong_aud_is_refused(es256: SigningKey, aud: str) -> None:
     rejected(verifier(es256), token(es256, payload=claims(aud=aud)), AudienceMismatch, "aud_invalid")
 
 
-@pytest.mark.parametrize("aud", [["td.example"], ["other.example"], ["td.example", "other.example"], []])
-def test_aud_as_a_list_is_refused(es256: SigningKey, aud: list[str]) -> None:
-    """A Txn-Token's ``aud`` is the one trust domain, a string; a list (even containing it) is not accepted."""
+@pytest.mark.parametrize("aud", [["td.example", "other.example"], ["other.example", "td.example"], [], [1], [""]])
+def test_aud_as_a_list_other_than_the_trust_domain_alone_is_refused(es256: SigningKey, aud: list[Any]) -> None:
+    """A Txn-Token's ``aud`` is the one trust domain: an array is accepted only as exactly that one member."""
     rejected(verifier(es256), token(es256, payload=claims(aud=aud)), ClaimInvalid, "claim_invalid")
+
+
+def test_aud_as_a_one_member_list_of_another_domain_is_refused(es256: SigningKey) -> None:
+    rejected(verifier(es256), token(es256, payload=claims(aud=["other.example"])), AudienceMismatch, "aud_invalid")
 
 
 @pytest.mark.parametrize(("leeway", "exp_offset", "accepted"), [(30, -30, False), (30, -29, True), (0, 0, False)])
@@ -182,10 +186,10 @@ def test_each_required_claim_missing_is_refused(es256: SigningKey, name: str) ->
     [
         ("iat", str(NOW)),
         ("iat", True),
-        ("iat", float(NOW)),
+        ("iat", [NOW]),
         ("iat", None),
         ("exp", str(NOW + 60)),
-        ("exp", float(NOW + 60)),
+        ("exp", {"at": NOW + 60}),
         ("exp", False),
         ("aud", 1),
         ("aud", None),

@@ -36,6 +36,9 @@ class CountingKeySource:
     async def afetch_key(self, kid: str) -> VerificationKey:
         return await self.inner.afetch_key(kid)
 
+    def sole_kid(self, alg: str) -> str | None:
+        return self.inner.sole_kid(alg)
+
 
 def test_second_verify_skips_key_lookup_and_signature_check(es256: SigningKey) -> None:
     """No key lookup means no signature check: the signature cannot be checked without the key."""

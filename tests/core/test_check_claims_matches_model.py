@@ -29,6 +29,13 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=2) | st.dictionaries(st.text(max_size=2), children, max_size=2),
     max_leaves=4,
 )
+# Values near the edges of the rules: NumericDates as floats (finite or not), ``aud`` as arrays of strings.
+edge_values = (
+    st.floats(min_value=1_700_000_000, max_value=1_800_000_000)
+    | st.sampled_from([float("inf"), float("-inf"), float("nan"), True, 0.0, -0.5])
+    | st.lists(st.sampled_from(["td.example", "", "other.example"]), max_size=2)
+    | st.lists(json_values, min_size=1, max_size=1)
+)
 
 
 def _model_accepts(claims: dict[str, Any]) -> bool:
@@ -47,9 +54,9 @@ def _check_accepts(claims: dict[str, Any]) -> bool:
     return True
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(
-    st.dictionaries(st.sampled_from(sorted(VALID)), json_values, max_size=4),
+    st.dictionaries(st.sampled_from(sorted(VALID)), json_values | edge_values, max_size=4),
     st.sets(st.sampled_from(sorted(VALID)), max_size=3),
 )
 def test_fast_check_and_model_agree(overrides: dict[str, Any], removed: set[str]) -> None:
@@ -63,3 +70,23 @@ def test_missing_required_claim_is_named(name: str) -> None:
     with pytest.raises(ClaimInvalid) as excinfo:
         check_claims(claims)
     assert excinfo.value.message == f"{name}: missing"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "accepted"),
+    [
+        ("aud", ["td.example"], True),
+        ("aud", ["td.example", "td.example"], False),
+        ("aud", [], False),
+        ("aud", [""], False),
+        ("exp", 1_700_000_300.5, True),
+        ("iat", 1_699_999_999.25, True),
+        ("exp", float("inf"), False),
+        ("exp", float("nan"), False),
+        ("iat", True, False),
+    ],
+)
+def test_relaxed_rules_agree(name: str, value: Any, accepted: bool) -> None:
+    """issue 10: the one-member ``aud`` array and non-integer NumericDates, the same in both."""
+    claims = {**VALID, name: value}
+    assert (_check_accepts(claims), _model_accepts(claims)) == (accepted, accepted)

@@ -17,6 +17,7 @@ from txtoken.errors import (
     TokenDuplicated,
     TokenMissing,
     TokenRejected,
+    TokenReplayed,
     TokenServiceError,
     TxTokenError,
     UnknownKey,
@@ -134,8 +135,9 @@ def test_rejection_messages_never_contain_the_token(es256: SigningKey) -> None:
                 assert "SECRET-CLAIM-VALUE" not in text  # nor claim values
                 for part in parts:
                     assert part not in text, (type(error).__name__, text)
-    # Every rejection a verifier raises is covered (TokenMissing / TokenDuplicated belong to the integrations).
-    not_from_verify = {TokenRejected, TokenMissing, TokenDuplicated}
+    # Every rejection a verifier raises is covered (TokenMissing / TokenDuplicated belong to the integrations,
+    # TokenReplayed to forward-auth's single-use routes).
+    not_from_verify = {TokenRejected, TokenMissing, TokenDuplicated, TokenReplayed}
     verify_errors = {cls for cls in ERROR_CLASSES if issubclass(cls, TokenRejected)} - not_from_verify
     assert raised == verify_errors | {KeysUnavailable}
 

@@ -13,9 +13,9 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, KeySet as JoseKeySet, OKPKey, RSAKey
 
 from txtoken import KeySet, SigningKey, TxnTokenMinter, load_jwks
-from txtoken.errors import TypMismatch
+from txtoken.errors import TypMismatch, UnknownKey
 
-from .conftest import ALL_ALGS, TRUST_DOMAIN, claims, rejected, verifier
+from .conftest import ALL_ALGS, NOW, TRUST_DOMAIN, claims, rejected, verifier
 
 
 @contextlib.contextmanager
@@ -86,3 +86,31 @@ def test_joserfc_token_with_its_default_typ_is_refused() -> None:
     tok = jwt.encode({"alg": "ES256", "kid": key.thumbprint()}, claims(), key)
     keys = load_jwks({"keys": [{**key.as_dict(private=False), "alg": "ES256"}]})
     rejected(verifier(keys), tok, TypMismatch, "typ_invalid")
+
+
+@pytest.mark.parametrize("alg", ALL_ALGS)
+def test_joserfc_token_with_aud_array_fractional_dates_and_no_kid_verifies_with_txtoken(alg: str) -> None:
+    """issue 10: valid JWTs joserfc makes and accepts were refused: ``aud`` as a one-member array, non-integer
+    NumericDates (``exp: 1795849041.5``), no ``kid`` (the key source holds one key for the alg)."""
+    key = _joserfc_key(alg)
+    other = ECKey.generate_key("P-256") if alg != "ES256" else OKPKey.generate_key("Ed25519")
+    payload = claims(aud=[TRUST_DOMAIN], iat=NOW - 0.5, exp=NOW + 119.5, nbf=NOW - 1.25)
+    with _joserfc_alg_warnings(alg):
+        tok = jwt.encode({"alg": alg, "typ": "txntoken+jwt"}, payload, key, algorithms=[alg])
+    # joserfc itself accepts what it made.
+    with _joserfc_alg_warnings(alg):
+        decoded = jwt.decode(tok, key, algorithms=[alg])
+    jwt.JWTClaimsRegistry(now=NOW, aud={"essential": True, "value": TRUST_DOMAIN}).validate(decoded.claims)
+    assert "kid" not in decoded.header
+    # One key for the token's alg, one for another alg: no ambiguity.
+    keys = load_jwks({"keys": [{**key.as_dict(private=False), "alg": alg}, other.as_dict(private=False)]})
+    verified = verifier(keys).verify(tok)
+    assert verified.kid == key.thumbprint()
+    assert (verified.claims.aud, verified.claims.exp, verified.claims.iat) == (TRUST_DOMAIN, NOW + 119.5, NOW - 0.5)
+
+
+def test_joserfc_token_without_kid_is_refused_when_two_keys_serve_its_alg() -> None:
+    one, two = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")
+    tok = jwt.encode({"alg": "ES256", "typ": "txntoken+jwt"}, claims(), one)
+    keys = load_jwks({"keys": [{**k.as_dict(private=False), "alg": "ES256"} for k in (one, two)]})
+    rejected(verifier(keys), tok, UnknownKey, "kid_unknown")

@@ -118,13 +118,13 @@ def test_s1_12_7_s9_1_typ_must_be_present_and_txntoken_jwt(es256: SigningKey, ty
     rejected(verifier(es256), token(es256, hdr=hdr), TypMismatch, "typ_invalid")
 
 
-def test_s1_12_8_s9_1_kid_is_always_set_and_required(es256: SigningKey) -> None:
-    """§9.1: key rotation via ``kid``: minted tokens carry the key's ``kid``; a token without one is refused."""
+def test_s1_12_8_s9_1_kid_is_always_set(es256: SigningKey) -> None:
+    """§9.1: key rotation via ``kid`` (SHOULD): minted tokens carry the key's ``kid``; an empty one is refused.
+
+    A token without ``kid`` is accepted only when the choice of key is unambiguous: ``test_relaxed_verification``."""
     hdr = _header_of(_minter(es256).mint(sub="u", scope="s", req_wl="w"))
     assert hdr == {"alg": "ES256", "typ": "txntoken+jwt", "kid": es256.kid}
-    v = verifier(es256)
-    rejected(v, token(es256, hdr=header(es256, drop=["kid"])), TokenMalformed, "token_malformed")
-    rejected(v, token(es256, hdr=header(es256, kid="")), TokenMalformed, "token_malformed")
+    rejected(verifier(es256), token(es256, hdr=header(es256, kid="")), TokenMalformed, "token_malformed")
 
 
 # --- §1.12 items 9, 10, 32: aud is the trust domain (§9.2, §11.3) -----------------------------------------------------
@@ -343,7 +343,7 @@ def test_rfc8725_3_8_iss_must_be_the_configured_issuer(es256: SigningKey) -> Non
     rejected(v, token(es256), ClaimInvalid, "claim_invalid")  # no iss at all
 
 
-@pytest.mark.parametrize("aud", [None, "", ["td.example"]])
+@pytest.mark.parametrize("aud", [None, "", [], ["td.example", "td.example"]])
 def test_rfc8725_3_9_aud_absent_or_not_a_single_trust_domain_is_refused(es256: SigningKey, aud: object) -> None:
     """§3.9 (digest item 6)."""
     payload = claims(drop=["aud"]) if aud is None else claims(aud=aud)

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "txtoken-demo-base:bookworm"
 DEMO_IMAGE = "txtoken-demo:latest"
 TTS_IMAGE = "txtoken:test"
-BASE_CACHE = Path.home() / ".cache" / "txtoken" / "demo-base-bookworm.tar"
+BASE_CACHE = Path.home() / ".cache" / "txtoken" / "demo-base-bookworm-nginx-node.tar"
 #: What the image's build context holds (as the repository's .dockerignore lets through).
 CONTEXT = (
     "pyproject.toml",
@@ -155,7 +155,7 @@ class Engine:
         """Debian bookworm with python3, from the cache or made now with debootstrap (about a minute)."""
         if not BASE_CACHE.exists():
             rootfs = self.dir / "rootfs"
-            include = "--include=python3,python3-venv,ca-certificates"
+            include = "--include=python3,python3-venv,ca-certificates,nginx,nodejs"
             self.run(["debootstrap", "--variant=minbase", include, "bookworm", str(rootfs)], timeout=900)
             BASE_CACHE.parent.mkdir(parents=True, exist_ok=True)
             staged = BASE_CACHE.with_suffix(f".{os.getpid()}.tmp")

@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from txtoken import telemetry
 from txtoken.claims import (
     GRANT_TYPE_TOKEN_EXCHANGE,
+    MAX_JSON_DEPTH,
     TOKEN_TYPE_TXN_TOKEN,
     TxnTokenClaims,
+    nests_deeper,
     validation_summary,
 )
 from txtoken.errors import (
@@ -121,7 +123,10 @@ def _required(form: TokenExchangeForm, name: str) -> str:
 
 def _context(form: TokenExchangeForm, name: str) -> dict[str, Any]:
     text = getattr(form, name)
-    return {} if text is None else strict_json_object(text, name)
+    value = {} if text is None else strict_json_object(text, name)
+    if nests_deeper(value):
+        raise InvalidRequest(f"{name} nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
 
 
 def _carries(value: Any, secret: str) -> bool:
@@ -237,7 +242,7 @@ class TokenExchange:
             )
         record.txn = claims.txn
         scope = " ".join(requested)
-        return IssuedToken(token, claims.exp - claims.iat, scope, scope != form.scope)
+        return IssuedToken(token, int(claims.exp - claims.iat), scope, scope != form.scope)
 
     @staticmethod
     async def _validate(validate: Callable[[SubjectRequest], Awaitable[Subject]], request: SubjectRequest) -> Subject:

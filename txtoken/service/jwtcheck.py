@@ -25,7 +25,7 @@ from txtoken.errors import (
 )
 from txtoken.jws import CompactJws, b64url_decode, parse_jws, typ_matches, verify_jws
 from txtoken.keys import VerificationKey
-from txtoken.keysource import KeySource
+from txtoken.keysource import KeySource, afind_sole_kid
 
 __all__ = ["NO_TYP", "JwtRules", "VerifiedJwtCache", "claims_match", "peek_claims", "verify_jwt"]
 
@@ -164,18 +164,20 @@ async def verify_jwt(
     now: float,
     cache: VerifiedJwtCache | None = None,
 ) -> dict[str, Any]:
-    """Check ``token`` against ``rules`` with the key its ``kid`` names in ``keys``; returns its claims.
+    """Check ``token`` against ``rules`` with the key its ``kid`` names in ``keys`` (without ``kid``: the only key
+    ``keys`` hold for its ``alg``); returns its claims.
 
     With a ``cache``, a token verified before with the same key skips the signature check (the claim checks run).
     Raises a :class:`~txtoken.errors.TokenRejected` subclass, or ``KeysUnavailable`` if the keys cannot be had.
     """
-    jws = parse_jws(token, algorithms=algorithms) if isinstance(token, str) else token
+    jws = parse_jws(token, algorithms=algorithms, require_kid=False) if isinstance(token, str) else token
     if jws.header.alg not in algorithms:
         raise TokenMalformed("algorithm not allowed")
     typ = jws.header.typ
     if not (typ is None and NO_TYP in rules.typs) and not any(typ_matches(typ, t) for t in rules.typs if t):
         raise TypMismatch("typ is not accepted for this kind of token")
-    key = keys.cached_key(jws.header.kid) or await keys.afetch_key(jws.header.kid)
+    kid = jws.header.kid or await afind_sole_kid(keys, jws.header.alg)
+    key = keys.cached_key(kid) or await keys.afetch_key(kid)
     if cache is None:
         claims = verify_jws(jws, key)
     else:

@@ -207,3 +207,6 @@ class KeyStoreKeySource:
 
     async def afetch_key(self, kid: str) -> VerificationKey:
         return self.fetch_key(kid)
+
+    def sole_kid(self, alg: str) -> str | None:
+        return self._source().sole_kid(alg)

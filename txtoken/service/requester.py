@@ -191,7 +191,7 @@ class RequesterAuthenticator:
 
     async def _from_assertion(self, assertion: str, now: float) -> Requester:
         try:
-            jws = parse_jws(assertion, algorithms=_ALL_ALGORITHMS)
+            jws = parse_jws(assertion, algorithms=_ALL_ALGORITHMS, require_kid=False)
             if typ_matches(jws.header.typ, TXN_TOKEN_TYP):
                 raise InvalidClient("a Txn-Token cannot authenticate a workload (§13.12)")
             unverified = peek_claims(jws)

@@ -8,11 +8,8 @@ cannot be determined (§13.14: the request is then refused unless the policy giv
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-import httpx
 
 from txtoken.claims import (
     TOKEN_TYPE_ACCESS_TOKEN,
@@ -23,19 +20,19 @@ from txtoken.claims import (
     TOKEN_TYPE_TXN_TOKEN,
     TOKEN_TYPE_UNSIGNED_JSON,
 )
-from txtoken.errors import InvalidRequest, TokenExpired, TokenServiceUnavailable
+from txtoken.errors import InvalidRequest, TokenExpired
 from txtoken.jws import parse_jws
 from txtoken.keys import ALGORITHMS
 from txtoken.keysource import KeySource
-from txtoken.service.config import IssuerConfig, ServiceSettings
+from txtoken.service.accesstoken import AccessTokenValidator
+from txtoken.service.config import ServiceSettings
 from txtoken.service.issuers import IssuerRegistry
 from txtoken.service.jwtcheck import NO_TYP, JwtRules, peek_claims, verify_jwt
-from txtoken.service.policy import Workload, token_scopes
+from txtoken.service.policy import Workload
 from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
 
 __all__ = [
     "IdTokenProfile",
-    "IntrospectionProfile",
     "OAuthAccessTokenProfile",
     "SelfSignedProfile",
     "Subject",
@@ -91,7 +88,7 @@ class _IssuedJwtProfile:
         self._leeway = leeway
 
     async def validate(self, request: SubjectRequest) -> Subject:
-        jws = parse_jws(request.token, algorithms=_ALL_ALGORITHMS)
+        jws = parse_jws(request.token, algorithms=_ALL_ALGORITHMS, require_kid=False)
         issuer = self._issuers.find(peek_claims(jws), role="subject", kinds=self.kinds)
         if issuer is None:
             raise InvalidRequest("subject_token: not issued by a trusted issuer of this token type")
@@ -104,10 +101,16 @@ class _IssuedJwtProfile:
         )
 
 
-class OAuthAccessTokenProfile(_IssuedJwtProfile):
-    """JWT access tokens (RFC 9068) from configured OAuth authorization servers."""
+class OAuthAccessTokenProfile:
+    """Access tokens: RFC 9068 JWTs from configured OAuth authorization servers, opaque ones by RFC 7662
+    introspection; validated by the :class:`~txtoken.service.accesstoken.AccessTokenValidator` the gateway uses too."""
 
-    kinds = frozenset({"oauth"})
+    def __init__(self, validator: AccessTokenValidator) -> None:
+        self.validator = validator
+
+    async def validate(self, request: SubjectRequest) -> Subject:
+        token = await self.validator.validate(request.token, now=request.now)
+        return Subject(token.sub, token.scopes, expires_at=token.expires_at)
 
 
 class IdTokenProfile(_IssuedJwtProfile):
@@ -123,72 +126,6 @@ class WorkloadJwtProfile(_IssuedJwtProfile):
     kinds = frozenset({"kubernetes", "spiffe", "github_actions", "gitlab_ci"})
 
 
-class IntrospectionProfile:
-    """Opaque access tokens, validated by the issuer's RFC 7662 introspection endpoint."""
-
-    def __init__(self, config: IssuerConfig) -> None:
-        self._config = config
-        self._client: httpx.AsyncClient | None = None
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    async def _introspect(self, token: str) -> Mapping[str, Any]:
-        config = self._config
-        auth = None
-        if config.client_id is not None:
-            secret = config.client_secret.get_secret_value() if config.client_secret else ""
-            auth = httpx.BasicAuth(config.client_id, secret)
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=config.timeout, follow_redirects=False)
-        try:
-            response = await self._client.post(
-                str(config.introspection_endpoint),
-                data={"token": token, "token_type_hint": "access_token"},
-                headers={"Accept": "application/json"},
-                auth=auth or httpx.USE_CLIENT_DEFAULT,
-            )
-        except httpx.HTTPError as exc:
-            raise TokenServiceUnavailable(f"introspection failed: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise TokenServiceUnavailable(f"introspection answered {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError:
-            raise TokenServiceUnavailable("introspection answered no JSON") from None
-        if not isinstance(body, dict):
-            raise TokenServiceUnavailable("introspection answered no JSON object")
-        return body
-
-    async def validate(self, request: SubjectRequest) -> Subject:
-        config = self._config
-        answer = await self._introspect(request.token)
-        if answer.get("active") is not True:
-            raise InvalidRequest("subject_token is not active")
-        exp = answer.get("exp")
-        if exp is not None and (not isinstance(exp, int | float) or isinstance(exp, bool) or request.now >= exp):
-            raise InvalidRequest("subject_token: token_expired")
-        if answer.get("iss", config.issuer) != config.issuer:
-            raise InvalidRequest("subject_token: issued by another issuer")
-        if config.audiences:
-            aud = answer.get("aud")
-            values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-            if not set(config.audiences).intersection(values):
-                raise InvalidRequest("subject_token: aud_invalid")
-        sub = answer.get("sub")
-        if not isinstance(sub, str) or not sub:
-            raise InvalidRequest("subject_token: introspection gave no sub")
-        scope = answer.get("scope")
-        if scope is not None and not isinstance(scope, str):
-            raise InvalidRequest("subject_token: introspection gave a malformed scope")
-        scopes = token_scopes(scope) if scope is not None else None
-        if scopes is None and config.scopes is not None:
-            scopes = frozenset(config.scopes)
-        return Subject(config.subject_prefix + sub, scopes, expires_at=exp)
-
-
 class SelfSignedProfile:
     """Self-signed JWTs (§11.2.1): signed by the requesting workload's registered key, ``iss`` = that workload,
     ``aud`` = the TTS's own identifier (never the trust domain), recent ``iat``, unexpired ``exp``."""
@@ -202,7 +139,7 @@ class SelfSignedProfile:
         workload = request.workload
         if workload.keys is None:
             raise InvalidRequest("subject_token: self-signed tokens need a key registered for the requesting workload")
-        jws = parse_jws(request.token, algorithms=_ALL_ALGORITHMS)
+        jws = parse_jws(request.token, algorithms=_ALL_ALGORITHMS, require_kid=False)
         if peek_claims(jws).get("iss") != workload.id:
             raise InvalidRequest("subject_token: iss of a self-signed token must be the requesting workload")
         claims = await verify_jwt(
@@ -283,11 +220,11 @@ class SubjectProfiles:
 
     def __init__(self, settings: ServiceSettings, issuers: IssuerRegistry, own_keys: KeySource) -> None:
         identifier, leeway = settings.identifier, settings.leeway
-        self.introspection = [
-            IntrospectionProfile(config) for config in settings.issuers.values() if config.kind == "introspection"
-        ]
+        self.access_tokens = AccessTokenValidator(
+            settings.issuers, default_audience=identifier, leeway=leeway, registry=issuers
+        )
         self._profiles: dict[str, SubjectProfile] = {
-            TOKEN_TYPE_ACCESS_TOKEN: OAuthAccessTokenProfile(issuers, identifier=identifier, leeway=leeway),
+            TOKEN_TYPE_ACCESS_TOKEN: OAuthAccessTokenProfile(self.access_tokens),
             TOKEN_TYPE_ID_TOKEN: IdTokenProfile(issuers, identifier=identifier, leeway=leeway),
             TOKEN_TYPE_JWT: WorkloadJwtProfile(issuers, identifier=identifier, leeway=leeway),
             TOKEN_TYPE_SELF_SIGNED: SelfSignedProfile(
@@ -303,12 +240,7 @@ class SubjectProfiles:
         profile = self._profiles.get(token_type)
         if profile is None:
             raise InvalidRequest("unsupported subject_token_type")
-        if token_type == TOKEN_TYPE_ACCESS_TOKEN and token.count(".") != 2:
-            if not self.introspection:
-                raise InvalidRequest("opaque access tokens are not accepted: no introspection endpoint is configured")
-            return self.introspection[0]
         return profile
 
     async def aclose(self) -> None:
-        for profile in self.introspection:
-            await profile.aclose()
+        await self.access_tokens.aclose()
