@@ -79,13 +79,48 @@ def _check(gate: Gate, admission: Admission, message: Any, context: Any) -> None
         _abort(context, exc, admission.method)
 
 
-def _checked(gate: Gate, admission: Admission, requests: Iterator[Any], context: Any) -> Iterator[Any]:
-    for message in requests:
-        _check(gate, admission, message, context)
-        yield message
+class _CheckedRequests:
+    """A sync handler's request stream, checked message by message.
+
+    A refusal is raised to the handler and kept: the behaviour delivers it once the handler is done, even if the
+    handler caught it. Aborting from the handler's thread instead could race the write of an earlier response on an
+    aio server (grpc sends the initial metadata a second time, the abort fails, and no status is sent).
+    """
+
+    def __init__(self, gate: Gate, admission: Admission, requests: Iterator[Any]) -> None:
+        self._gate = gate
+        self._admission = admission
+        self._requests = iter(requests)
+        self.refused: TxTokenError | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        if self.refused is not None:
+            raise self.refused
+        message = next(self._requests)
+        try:
+            self._gate.check_message(self._admission, message)
+        except TxTokenError as exc:
+            self.refused = exc
+            raise
+        return message
 
 
-def _steps(responses: Iterator[Any], admission: Admission) -> Iterator[Any]:
+def _refused(requests: Any) -> TxTokenError | None:
+    return requests.refused if isinstance(requests, _CheckedRequests) else None
+
+
+def _end_refused(context: Any, exc: TxTokenError, method: str) -> None:
+    """Refuse with the final status of a response stream: gRPC sends it after the responses already handed over."""
+    code, details, trailing = refusal(exc, method)
+    context.set_trailing_metadata(trailing)
+    context.set_code(code)
+    context.set_details(details)
+
+
+def _steps(responses: Iterator[Any], admission: Admission, requests: Any) -> Iterator[Any]:
     responses = iter(responses)
     txn, caller = admission.txn, admission.caller
     try:
@@ -95,6 +130,8 @@ def _steps(responses: Iterator[Any], admission: Admission) -> Iterator[Any]:
                     item = next(responses)
                 except StopIteration:
                     return
+            if _refused(requests) is not None:
+                return
             yield item
     finally:
         close = getattr(responses, "close", None)
@@ -111,23 +148,35 @@ def _sync_behavior(
         if not request_streaming:
             _check(gate, admission, request, context)
         elif admission.binds_messages:
-            request = _checked(gate, admission, request, context)
+            request = _CheckedRequests(gate, admission, request)
         return admission, request
 
     if response_streaming:
 
         def stream(request: Any, context: Any) -> Iterator[Any]:
             admission, request = prepare(request, context)
-            with use_transaction(admission.txn, admission.caller):
-                responses = inner(request, context)
-            yield from _steps(responses, admission)
+            try:
+                with use_transaction(admission.txn, admission.caller):
+                    responses = inner(request, context)
+                yield from _steps(responses, admission, request)
+            except Exception:
+                if _refused(request) is None:
+                    raise
+            refused = _refused(request)
+            if refused is not None:
+                _end_refused(context, refused, method)
 
         return stream
 
     def unary(request: Any, context: Any) -> Any:
         admission, request = prepare(request, context)
-        with use_transaction(admission.txn, admission.caller):
-            return inner(request, context)
+        try:
+            with use_transaction(admission.txn, admission.caller):
+                return inner(request, context)
+        finally:
+            refused = _refused(request)
+            if refused is not None:
+                _abort(context, refused, method)
 
     return unary
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -133,6 +133,57 @@ async def test_request_binding_on_message_fields(
         assert [m["echo"] for m in result] == (good if method == BIDI else [good])
         error = await refusal(target, method, bad, metadata)
     assert_refused(error, grpc.StatusCode.PERMISSION_DENIED, "binding_mismatch", token)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["sync", "aio-sync-handlers"])
+async def test_a_sync_handler_that_catches_a_binding_refusal_is_refused_all_the_same(
+    issuer: Issuer, kind: ServerKind
+) -> None:
+    """A sync handler meets the refusal as an exception from its request iterator; catching it changes nothing: no
+    response it yields afterwards reaches the client, and the call ends with the refusal once the handler is done."""
+
+    def stubborn_bidi(requests: Iterator[Any], context: Any) -> Iterator[Any]:
+        try:
+            for request in requests:
+                yield {"echo": request}
+        except Exception:
+            yield {"echo": "after the refusal"}
+
+    def stubborn_client_stream(requests: Iterator[Any], context: Any) -> Any:
+        received: list[Any] = []
+        try:
+            received.extend(requests)
+        except Exception:
+            received.append("after the refusal")
+        return {"echo": received}
+
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Bidi": grpc.stream_stream_rpc_method_handler(
+                stubborn_bidi, request_deserializer=decode, response_serializer=encode
+            ),
+            "ClientStream": grpc.stream_unary_rpc_method_handler(
+                stubborn_client_stream, request_deserializer=decode, response_serializer=encode
+            ),
+        },
+    )
+    token = issuer.mint()  # tctx.symbol == "MSFT"
+    metadata = [("txn-token", token)]
+    bad = [{"symbol": "MSFT"}, {"symbol": "TSLA"}]
+    kw: dict[str, Any] = {"request_serializer": encode, "response_deserializer": decode}
+    received: list[Any] = []
+    async with running_server(kind, [interceptor(kind, issuer.verifier(), policy=BINDING)], [handler]) as target:
+        async with grpc.aio.insecure_channel(target) as channel:
+            responses = channel.stream_stream(BIDI, **kw)(iter(bad), metadata=metadata, timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError) as stream_refused:
+                async for response in responses:
+                    received.append(response)
+        unary_refused = await refusal(target, CLIENT_STREAM, bad, metadata)
+    assert received == [{"echo": {"symbol": "MSFT"}}]
+    assert_refused(stream_refused.value, grpc.StatusCode.PERMISSION_DENIED, "binding_mismatch", token)
+    assert_refused(unary_refused, grpc.StatusCode.PERMISSION_DENIED, "binding_mismatch", token)
 
 
 @pytest.mark.anyio
