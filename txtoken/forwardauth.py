@@ -9,9 +9,10 @@ its body). Proxies do not pass the request body: routes cannot bind body fields 
 
 - ``edge``: the inbound gateway (:mod:`txtoken.gateway`): validate the access token, exchange it, answer
   ``Txn-Token: <token>``; the proxy sets it upstream and drops ``Authorization``.
-- ``hop``: verify the incoming ``Txn-Token``, apply the per-route :class:`~txtoken.policy.Policy` (path and query
-  binding), refuse a second use of one Txn-Token on a ``single_use`` route, and answer the verified context in the
-  :data:`CONTEXT_HEADERS`, never the token itself.
+- ``hop``: verify the caller's WIT and WPT when ``[hop.wimse]`` is configured (the WPT's ``aud`` is a configured
+  service URL followed by the original path, never ``Host``), then the incoming ``Txn-Token``; apply the per-route
+  :class:`~txtoken.policy.Policy` (path and query binding, callers), refuse a second use of one Txn-Token on a
+  ``single_use`` route, and answer the verified context in the :data:`CONTEXT_HEADERS`, never a token.
 
 Configuration: a TOML file (``txtoken forward-auth --config FILE``), see ``docs/gateway.md``.
 """
@@ -38,8 +39,10 @@ from txtoken.keys import KeySet
 from txtoken.keysource import JwksFileKeySource, KeySource, RemoteJwksKeySource
 from txtoken.policy import Policy, Rule
 from txtoken.replay import MemoryReplayStore, ReplayStore
+from txtoken.replay_redis import RedisReplayStore
 from txtoken.service.accesstoken import AccessTokenValidator, issuer_configs
 from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
+from txtoken.wimse import CallerVerifier, VerifiedCaller, WitVerifier, WptVerifier, http_audiences, target_uri
 
 __all__ = ["CONTEXT_HEADERS", "ERROR_HEADER", "ForwardAuth", "ForwardAuthConfig", "context_headers", "load_config"]
 
@@ -56,6 +59,7 @@ CONTEXT_HEADERS = {
     "Txn-Requester": "the req_wl claim (the workload that requested the token)",
     "Txn-Tctx": "the tctx claim, as JSON",
     "Txn-Rctx": "the rctx claim, as JSON",
+    "Txn-Caller": "the verified calling workload's Workload Identifier (its WIT's sub); empty without one",
 }
 _TXN_HEADER = HTTP_HEADER.lower()
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -90,10 +94,28 @@ class EdgeConfig(_Model):
     routes: list[RouteConfig]
 
 
+class HopWimseConfig(_Model):
+    """Hop mode's WIMSE binding: the anchors of the callers' WITs (one of ``wit_jwks_uri``, ``wit_jwks_file``), the
+    WIT issuers accepted, and this service's URLs (the WPT ``aud`` is one of them followed by the original path).
+    With ``caller_required`` every request needs a WIT and WPT; without, only those that carry them are checked and
+    policy rules with ``callers`` require them per route."""
+
+    wit_jwks_uri: str | None = None
+    wit_jwks_file: Path | None = None
+    wit_issuers: list[str] | None = None
+    service_urls: list[str] = Field(min_length=1)
+    caller_required: bool = True
+
+
 class HopConfig(_Model):
+    """Hop mode: the policy, the single-use routes, the replay store (in memory, or Redis at ``replay_redis_url``
+    for replicas) and the optional WIMSE binding."""
+
     policy: Path
     single_use: list[str] = []
     max_single_use_entries: int = Field(default=100_000, ge=1)
+    replay_redis_url: str | None = None
+    wimse: HopWimseConfig | None = None
 
 
 class ForwardAuthConfig(_Model):
@@ -127,14 +149,32 @@ def load_config(path: str | Path) -> ForwardAuthConfig:
         raise ConfigurationError(f"mode {config.mode!r} needs a [{config.mode}] table")
     if (config.tts_jwks_uri is None) == (config.tts_jwks_file is None):
         raise ConfigurationError("give exactly one of tts_jwks_uri, tts_jwks_file")
+    wimse = config.hop.wimse if config.hop is not None else None
+    if wimse is not None:
+        if (wimse.wit_jwks_uri is None) == (wimse.wit_jwks_file is None):
+            raise ConfigurationError("hop.wimse: give exactly one of wit_jwks_uri, wit_jwks_file")
+        if any(target_uri(url) is None for url in wimse.service_urls):
+            raise ConfigurationError("hop.wimse.service_urls: each must be an absolute URI (https://host[/prefix])")
     return config
 
 
-def _tts_keys(config: ForwardAuthConfig) -> KeySource:
-    if config.tts_jwks_file is not None:
-        return JwksFileKeySource(config.tts_jwks_file)
-    url = str(config.tts_jwks_uri)
+def _keys(config: ForwardAuthConfig, uri: str | None, file: Path | None) -> KeySource:
+    if file is not None:
+        return JwksFileKeySource(file)
+    url = str(uri)
     return RemoteJwksKeySource(url, allow_http=config.allow_http or urlsplit(url).hostname in _LOOPBACK_HOSTS)
+
+
+def _replay_store(hop: HopConfig) -> ReplayStore:
+    if hop.replay_redis_url is not None:
+        return RedisReplayStore(hop.replay_redis_url)
+    return MemoryReplayStore(hop.max_single_use_entries)
+
+
+def _callers(config: ForwardAuthConfig, wimse: HopWimseConfig, replay: ReplayStore) -> CallerVerifier:
+    anchors = _keys(config, wimse.wit_jwks_uri, wimse.wit_jwks_file)
+    wits = WitVerifier(anchors, trust_domain=config.trust_domain, issuers=wimse.wit_issuers)
+    return CallerVerifier(wits, WptVerifier(replay_store=replay))
 
 
 def _credential(edge: EdgeConfig, tts_identifier: str) -> CredentialSource:
@@ -181,8 +221,8 @@ def _compact(value: Mapping[str, Any]) -> str:
     return json.dumps(dict(value), separators=(",", ":"), ensure_ascii=True, sort_keys=True)
 
 
-def context_headers(txn: VerifiedTxnToken) -> list[tuple[str, str]]:
-    """Hop mode's answer headers for a verified token (see :data:`CONTEXT_HEADERS`)."""
+def context_headers(txn: VerifiedTxnToken, caller: VerifiedCaller | None = None) -> list[tuple[str, str]]:
+    """Hop mode's answer headers for a verified token and caller (see :data:`CONTEXT_HEADERS`)."""
     values = [
         ("Txn-Id", txn.txn),
         ("Txn-Sub", txn.sub),
@@ -190,6 +230,8 @@ def context_headers(txn: VerifiedTxnToken) -> list[tuple[str, str]]:
         ("Txn-Requester", txn.req_wl),
         ("Txn-Tctx", _compact(txn.tctx)),
         ("Txn-Rctx", _compact(txn.rctx)),
+        # always answered, so that the proxy replaces a client's value (nginx drops an empty one)
+        ("Txn-Caller", "" if caller is None else caller.workload),
     ]
     return [(name, quote(value, safe=_VISIBLE)) for name, value in values]
 
@@ -205,6 +247,7 @@ class ForwardAuth:
         gateway: InboundGateway | None = None,
         policy: Policy | None = None,
         replay: ReplayStore | None = None,
+        callers: CallerVerifier | None = None,
     ) -> None:
         self.config = config
         self._verifier = verifier
@@ -213,29 +256,47 @@ class ForwardAuth:
         hop = config.hop
         self._single_use = Policy([Rule(route) for route in (hop.single_use if hop else [])])
         self._replay = replay or MemoryReplayStore(hop.max_single_use_entries if hop else 1)
+        self._wimse = hop.wimse if hop is not None else None
+        if callers is not None and self._wimse is None:
+            raise ConfigurationError("checking callers needs a [hop.wimse] table (service_urls, the WPT audience)")
+        self._callers = callers
+        #: A store this app made from its configuration, closed at shutdown.
+        self._own_store: RedisReplayStore | None = None
 
     @classmethod
     def from_config(cls, config: ForwardAuthConfig, *, replay: ReplayStore | None = None) -> ForwardAuth:
-        verifier = TxnTokenVerifier(_tts_keys(config), trust_domain=config.trust_domain, issuer=config.tts_identifier)
+        """The service ``config`` describes; ``replay`` replaces the configured replay store (single-use routes and
+        WPT ``jti`` values)."""
+        keys = _keys(config, config.tts_jwks_uri, config.tts_jwks_file)
+        verifier = TxnTokenVerifier(keys, trust_domain=config.trust_domain, issuer=config.tts_identifier)
         if config.mode == "edge" and config.edge is not None:
             return cls(config, verifier=verifier, gateway=_edge_gateway(config, config.edge, verifier))
         if config.mode == "hop" and config.hop is not None:
-            return cls(config, verifier=verifier, policy=Policy.load(config.hop.policy), replay=replay)
+            hop = config.hop
+            store = replay or _replay_store(hop)
+            callers = None if hop.wimse is None else _callers(config, hop.wimse, store)
+            app = cls(config, verifier=verifier, policy=Policy.load(hop.policy), replay=store, callers=callers)
+            if replay is None and isinstance(store, RedisReplayStore):
+                app._own_store = store
+            return app
         raise ConfigurationError(f"mode {config.mode!r} needs a [{config.mode}] table")
 
-    def _original(self, scope: Mapping[str, Any], headers: list[tuple[str, str]]) -> tuple[str, str, str]:
-        """The original request's method, path and query string."""
+    def _original(self, scope: Mapping[str, Any], headers: list[tuple[str, str]]) -> tuple[str, str, str, str]:
+        """The original request's method, path, path as sent (percent-encoded) and query string."""
         given = dict(headers)
         method = given.get("x-forwarded-method") or scope["method"]
-        uri = given.get("x-forwarded-uri")
+        uri = given.get("x-forwarded-uri") or given.get("x-original-uri")
         if uri is None:
             path: str = scope["path"]
+            raw_path = bytes(scope.get("raw_path") or path.encode("utf-8")).decode("latin-1")
             prefix = self.config.path_prefix
             if prefix and path.startswith(prefix):
                 path = path[len(prefix) :] or "/"
-            return method.upper(), path, scope.get("query_string", b"").decode("latin-1")
+            if prefix and raw_path.startswith(prefix):
+                raw_path = raw_path[len(prefix) :] or "/"
+            return method.upper(), path, raw_path, scope.get("query_string", b"").decode("latin-1")
         parts = urlsplit(uri)
-        return method.upper(), parts.path or "/", parts.query
+        return method.upper(), parts.path or "/", parts.path or "/", parts.query
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -244,12 +305,12 @@ class ForwardAuth:
         if scope["type"] != "http":
             return
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
-        method, path, query = self._original(scope, headers)
+        method, path, raw_path, query = self._original(scope, headers)
         try:
             if self._gateway is not None:
                 answer = await self._edge(self._gateway, scope, headers, method, path, query)
             elif self._policy is not None:
-                answer = await self._hop(self._policy, headers, method, path, query)
+                answer = await self._hop(self._policy, headers, method, path, raw_path, query)
             else:
                 raise ConfigurationError("neither a gateway nor a policy")
         except TxTokenError as exc:
@@ -273,15 +334,23 @@ class ForwardAuth:
         return [(HTTP_HEADER, admission.txn.token)]
 
     async def _hop(
-        self, policy: Policy, headers: list[tuple[str, str]], method: str, path: str, query: str
+        self, policy: Policy, headers: list[tuple[str, str]], method: str, path: str, raw_path: str, query: str
     ) -> list[tuple[str, str]]:
+        caller = None
+        if self._callers is not None and self._wimse is not None:  # WIT, then WPT, then the Txn-Token
+            caller = await self._callers.averify_http(
+                headers,
+                audience=http_audiences(self._wimse.service_urls, raw_path),
+                required=self._wimse.caller_required,
+            )
         txn = await self._verifier.averify(_txn_token(headers))
-        policy.authorize_http(txn, method=method, path=path, query_string=query)
+        workload = None if caller is None else caller.workload
+        policy.authorize_http(txn, method=method, path=path, query_string=query, caller=workload)
         if self._single_use.match_http(method, path) is not None:
             key = f"txn-once:{txn.txn}:{method} {path}"
             if not await self._replay.afirst_use(key, txn.expires_at):
                 raise TokenReplayed("this Txn-Token was already used for this request")
-        return context_headers(txn)
+        return context_headers(txn, caller)
 
     async def _refuse(self, send: Any, exc: TxTokenError, method: str, path: str) -> None:
         # nginx passes only 401 and 403 of a check (anything else becomes 500): request problems answer 403.
@@ -310,6 +379,8 @@ class ForwardAuth:
             elif message["type"] == "lifespan.shutdown":
                 if self._gateway is not None:
                     await self._gateway.aclose()
+                if self._own_store is not None:
+                    await self._own_store.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

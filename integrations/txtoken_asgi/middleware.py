@@ -18,13 +18,11 @@ from txtoken.errors import (
     ConfigurationError,
     NoTransaction,
     TxTokenError,
-    WitRejected,
     WorkloadAuthRejected,
-    WptDuplicated,
 )
 from txtoken.policy import Policy
 from txtoken.verify import TxnTokenVerifier
-from txtoken.wimse import WIT_HEADER, WPT_HEADER, CallerVerifier, VerifiedCaller, access_token, http_audiences
+from txtoken.wimse import WIT_HEADER, WPT_HEADER, CallerVerifier, VerifiedCaller, http_audiences
 from txtoken_asgi.user import TxnUser, credentials_for
 
 __all__ = ["VERIFIER_STATE", "TxnTokenMiddleware", "app_verifier"]
@@ -147,31 +145,11 @@ class TxnTokenMiddleware:
 
     async def _caller(self, callers: CallerVerifier, scope: Scope) -> VerifiedCaller | None:
         """The calling workload from its WIT and WPT (None when they are absent and not required)."""
-        wanted: dict[bytes, list[str]] = {_WIT: [], _WPT: [], _HEADER: [], _AUTHORIZATION: []}
-        other = callers.wpt_verifier.other_token_headers
-        others: dict[str, list[str]] = {}
-        for name, value in scope["headers"]:
-            found = wanted.get(name)
-            if found is not None:
-                found.append(bytes(value).decode("latin-1"))
-            elif other and name.decode("latin-1") in other:
-                others.setdefault(name.decode("latin-1"), []).append(bytes(value).decode("latin-1"))
-        if not self._caller_required and not wanted[_WIT] and not wanted[_WPT]:
-            return None
-        if len(wanted[_WIT]) > 1:
-            raise WitRejected(f"more than one {WIT_HEADER} header")
-        if len(wanted[_WPT]) > 1:
-            raise WptDuplicated(f"more than one {WPT_HEADER} header")
-        if any(len(values) > 1 for values in others.values()):
-            raise WorkloadAuthRejected("a header covered by the WPT's oth appears more than once")
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-        return await callers.averify(
-            wit=next(iter(wanted[_WIT]), None),
-            wpt=next(iter(wanted[_WPT]), None),
+        return await callers.averify_http(
+            [(bytes(name).decode("latin-1"), bytes(value).decode("latin-1")) for name, value in scope["headers"]],
             audience=http_audiences(self._service_urls, bytes(raw_path).decode("latin-1")),
-            txn_token=next(iter(wanted[_HEADER]), None),
-            access_token=access_token(next(iter(wanted[_AUTHORIZATION]), None)),
-            other_tokens={name: values[0] for name, values in others.items()},
+            required=self._caller_required,
         )
 
 

@@ -17,6 +17,7 @@ import pytest
 from txtoken.keys import KeySet
 from txtoken.mint import TxnTokenMinter
 from txtoken.verify import TxnTokenVerifier
+from txtoken.wimse import WIT_HEADER, WPT_HEADER, WitIssuer, create_wpt
 
 from ..service.conftest import API_AUDIENCE, GATEWAY, IDENTIFIER, ISSUERS, TRUST_DOMAIN, Tts, tamper
 from .processes import NGINX, Process, forward_auth, nginx, upstream
@@ -216,9 +217,11 @@ def test_hop_mode_upstream_gets_the_verified_context(hop: tuple[Stack, Minter]) 
     documented headers (client-sent values replaced), and never adds the token to the answer."""
     stack, minter = hop
     token = minter.mint(sub="álice")
-    response = _hop_post(stack, "/charges/MSFT?quantity=5", token, **{"Txn-Sub": "mallory", "Txn-Tctx": "{}"})
+    forged = {"Txn-Sub": "mallory", "Txn-Tctx": "{}", "Txn-Caller": "spiffe://td.example/mallory"}
+    response = _hop_post(stack, "/charges/MSFT?quantity=5", token, **forged)
     assert response.status_code == 200, response.text
     seen = response.json()["headers"]
+    assert "txn-caller" not in seen  # no WIMSE binding here: no caller, and the client's value is removed
     assert seen["txn-sub"] == "%C3%A1lice"
     assert seen["txn-scope"] == "trade.stocks trade.read"
     assert seen["txn-requester"] == GATEWAY
@@ -258,3 +261,91 @@ def test_hop_mode_refusals_through_nginx(hop: tuple[Stack, Minter]) -> None:
     _refused(_hop_post(stack, path, token), 401, "token_replayed")
     challenge = _hop_post(stack, path, None).headers["www-authenticate"]
     assert challenge == 'Txn-Token error="token_missing"'
+
+
+# --- hop mode with the WIMSE binding: WIT → WPT → Txn-Token -------------------------------------------------------
+
+SERVICE_URL = "https://charges.td.example"
+ORDERS = "spiffe://td.example/orders"
+SHIPPING = "spiffe://td.example/shipping"
+WIMSE_POLICY = f"""
+[[rules]]
+route = "POST /charges/{{ticker}}"
+scopes = ["trade.stocks"]
+bind = {{ "path.ticker" = "ticker" }}
+callers = ["{ORDERS}"]
+"""
+
+
+class Workload:
+    """A calling workload: its WIT and proof key, issued by the trust domain's WIT key."""
+
+    def __init__(self, wit_keys: KeySet, workload: str) -> None:
+        self.wit, self.key = WitIssuer(wit_keys, trust_domain=TRUST_DOMAIN).issue_with_new_key(workload)
+
+    def headers(self, txn_token: str, audience: str) -> dict[str, str]:
+        wpt = create_wpt(self.key, wit=self.wit, audience=audience, txn_token=txn_token)
+        return {"Txn-Token": txn_token, WIT_HEADER: self.wit, WPT_HEADER: wpt}
+
+
+@pytest.fixture
+def wimse_hop(tmp_path: Path) -> Iterator[tuple[Stack, Minter, KeySet]]:
+    keys, wit_keys = KeySet.generate(), KeySet.generate("ES256")
+    (tmp_path / "tts-jwks.json").write_text(json.dumps(keys.public_jwks()), encoding="utf-8")
+    (tmp_path / "wit-jwks.json").write_text(json.dumps(wit_keys.public_jwks()), encoding="utf-8")
+    (tmp_path / "policy.toml").write_text(WIMSE_POLICY, encoding="utf-8")
+    config = f"""
+mode = "hop"
+trust_domain = "{TRUST_DOMAIN}"
+tts_identifier = "{IDENTIFIER}"
+tts_jwks_file = "{tmp_path / "tts-jwks.json"}"
+
+[hop]
+policy = "{tmp_path / "policy.toml"}"
+
+[hop.wimse]
+wit_jwks_file = "{tmp_path / "wit-jwks.json"}"
+service_urls = ["{SERVICE_URL}"]
+"""
+    stack = _stack(tmp_path, "hop", config)
+    yield stack, Minter(keys), wit_keys
+    stack.stop()
+
+
+def test_hop_mode_wimse_caller_reaches_the_upstream(wimse_hop: tuple[Stack, Minter, KeySet]) -> None:
+    """WIMSE at a service without txtoken: nginx passes a request with a genuine WIT, a WPT for the configured service
+    URL + the original path (tth over the exact Txn-Token) and the Txn-Token; the upstream gets the verified caller
+    in ``Txn-Caller`` (a client-sent value replaced), never a token in the check's answer."""
+    stack, minter, wit_keys = wimse_hop
+    orders = Workload(wit_keys, ORDERS)
+    token = minter.mint()
+    headers = {**orders.headers(token, f"{SERVICE_URL}/charges/MSFT"), "Txn-Caller": SHIPPING}
+    response = _hop_post(stack, "/charges/MSFT?quantity=5", None, **headers)
+    assert response.status_code == 200, response.text
+    seen = response.json()["headers"]
+    assert seen["txn-caller"] == ORDERS
+    assert seen["txn-sub"] == "alice"
+    assert seen["txn-id"] == TxnTokenVerifier(minter.keys, trust_domain=TRUST_DOMAIN).verify(token).txn
+
+
+def test_hop_mode_wimse_refusals_through_nginx(wimse_hop: tuple[Stack, Minter, KeySet]) -> None:
+    """Each refusal is nginx's 403 with the stable code in Txtoken-Error (WIT/WPT problems are 400s, which nginx
+    does not pass from a check); the WPT audience comes from configuration, never from the Host nginx was called
+    with."""
+    stack, minter, wit_keys = wimse_hop
+    orders, shipping = Workload(wit_keys, ORDERS), Workload(wit_keys, SHIPPING)
+    path, audience = "/charges/MSFT?quantity=5", f"{SERVICE_URL}/charges/MSFT"
+    _refused(_hop_post(stack, path, minter.mint()), 403, "wit_missing")
+    token = minter.mint()
+    _refused(_hop_post(stack, path, None, **{WIT_HEADER: orders.wit, "Txn-Token": token}), 403, "wpt_missing")
+    replayed = orders.headers(token, audience)
+    assert _hop_post(stack, path, None, **replayed).status_code == 200
+    _refused(_hop_post(stack, path, None, **replayed), 403, "wpt_replayed")
+    _refused(
+        _hop_post(stack, path, None, **orders.headers(token, f"{SERVICE_URL}/refunds/MSFT")), 403, "wpt_aud_invalid"
+    )
+    host_audience = f"{stack.proxy.url}/charges/MSFT"  # the URL the client called: not this service's audience
+    _refused(_hop_post(stack, path, None, **orders.headers(token, host_audience)), 403, "wpt_aud_invalid")
+    other_token = orders.headers(minter.mint(), audience) | {"Txn-Token": token}  # tth over another Txn-Token
+    _refused(_hop_post(stack, path, None, **other_token), 403, "wpt_tth_mismatch")
+    _refused(_hop_post(stack, path, None, **shipping.headers(token, audience)), 403, "caller_not_allowed")

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
-from txtoken.errors import WitMissing, WptMissing
+from txtoken.claims import HTTP_HEADER
+from txtoken.errors import WitMissing, WitRejected, WorkloadAuthRejected, WptDuplicated, WptMissing
+from txtoken.wimse.binding import WIT_HEADER, WPT_HEADER, access_token
 from txtoken.wimse.wit import VerifiedWit, WitVerifier
 from txtoken.wimse.wpt import VerifiedWpt, WptVerifier
 
 __all__ = ["CallerVerifier", "VerifiedCaller"]
+
+_WIT = WIT_HEADER.lower()
+_WPT = WPT_HEADER.lower()
+_TXN = HTTP_HEADER.lower()
+_AUTHORIZATION = "authorization"
 
 
 class VerifiedCaller:
@@ -87,3 +94,35 @@ class CallerVerifier:
             other_tokens=other_tokens,
         )
         return VerifiedCaller(verified_wit, verified_wpt)
+
+    async def averify_http(
+        self, headers: Iterable[tuple[str, str]], *, audience: str | Collection[str], required: bool = True
+    ) -> VerifiedCaller | None:
+        """The caller of an HTTP request with ``headers`` (lowercase names): its WIT and WPT, and the WPT bound to the
+        request's ``Txn-Token``, access token (``Authorization``) and ``oth`` headers. None when the request carries
+        neither WIT nor WPT and the caller is not ``required``; a repeated WIT, WPT or ``oth`` header is refused."""
+        wanted: dict[str, list[str]] = {_WIT: [], _WPT: [], _TXN: [], _AUTHORIZATION: []}
+        other = self.wpt_verifier.other_token_headers
+        others: dict[str, list[str]] = {}
+        for name, value in headers:
+            found = wanted.get(name)
+            if found is not None:
+                found.append(value)
+            elif name in other:
+                others.setdefault(name, []).append(value)
+        if not required and not wanted[_WIT] and not wanted[_WPT]:
+            return None
+        if len(wanted[_WIT]) > 1:
+            raise WitRejected(f"more than one {WIT_HEADER} header")
+        if len(wanted[_WPT]) > 1:
+            raise WptDuplicated(f"more than one {WPT_HEADER} header")
+        if any(len(values) > 1 for values in others.values()):
+            raise WorkloadAuthRejected("a header covered by the WPT's oth appears more than once")
+        return await self.averify(
+            wit=next(iter(wanted[_WIT]), None),
+            wpt=next(iter(wanted[_WPT]), None),
+            audience=audience,
+            txn_token=next(iter(wanted[_TXN]), None),
+            access_token=access_token(next(iter(wanted[_AUTHORIZATION]), None)),
+            other_tokens={name: values[0] for name, values in others.items()},
+        )
