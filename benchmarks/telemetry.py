@@ -13,14 +13,13 @@ Functions run interleaved in rounds; each ratio is the median over rounds of (ra
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections.abc import Callable
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
-from benchmarks.verify import TRUST_DOMAIN, _rate, _token
+from benchmarks.verify import TRUST_DOMAIN, _token, interleaved
 from txtoken import KeySet, TxnTokenVerifier, otel, telemetry
 
 
@@ -43,16 +42,7 @@ def run(rounds: int, seconds: float) -> dict[str, tuple[float, float]]:
         "hooked": lambda: verifier.verify(token.decode("ascii")),
         "otel": with_observer,
     }
-    names = list(functions)
-    rates: dict[str, list[float]] = {name: [] for name in names}
-    ratios: dict[str, list[float]] = {name: [] for name in names}
-    for round_no in range(rounds):
-        order = names[round_no % len(names) :] + names[: round_no % len(names)]
-        measured = {name: _rate(functions[name], seconds) for name in order}
-        for name in names:
-            rates[name].append(measured[name])
-            ratios[name].append(measured[name] / measured["bare"])
-    return {name: (statistics.median(rates[name]), statistics.median(ratios[name])) for name in names}
+    return interleaved(functions, rounds, seconds, baseline="bare")
 
 
 def main() -> None:

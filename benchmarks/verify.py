@@ -118,22 +118,27 @@ def _rate(function: Callable[[], object], seconds: float) -> float:
             return count / (now - start)
 
 
+def interleaved(
+    functions: dict[str, Callable[[], object]], rounds: int, seconds: float, *, baseline: str
+) -> dict[str, tuple[float, float]]:
+    """Per function: (median rate per second, median ratio to ``baseline`` in the same round), rounds rotated."""
+    names = list(functions)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    ratios: dict[str, list[float]] = {name: [] for name in names}
+    for round_no in range(rounds):
+        order = names[round_no % len(names) :] + names[: round_no % len(names)]
+        measured = {name: _rate(functions[name], seconds) for name in order}
+        for name in names:
+            rates[name].append(measured[name])
+            ratios[name].append(measured[name] / measured[baseline])
+    return {name: (statistics.median(rates[name]), statistics.median(ratios[name])) for name in names}
+
+
 def run(rounds: int, seconds: float, sign: bool = False) -> dict[str, dict[str, tuple[float, float]]]:
     """Per algorithm and function: (median rate per second, median ratio to raw)."""
-    results: dict[str, dict[str, tuple[float, float]]] = {}
-    for alg in CASES:
-        functions = _signers(alg) if sign else _functions(alg)
-        names = list(functions)
-        rates: dict[str, list[float]] = {name: [] for name in names}
-        ratios: dict[str, list[float]] = {name: [] for name in names}
-        for round_no in range(rounds):
-            order = names[round_no % len(names) :] + names[: round_no % len(names)]
-            measured = {name: _rate(functions[name], seconds) for name in order}
-            for name in names:
-                rates[name].append(measured[name])
-                ratios[name].append(measured[name] / measured["raw"])
-        results[alg] = {name: (statistics.median(rates[name]), statistics.median(ratios[name])) for name in names}
-    return results
+    return {
+        alg: interleaved(_signers(alg) if sign else _functions(alg), rounds, seconds, baseline="raw") for alg in CASES
+    }
 
 
 def main() -> None:
