@@ -13,7 +13,7 @@ from starlette.requests import HTTPConnection
 from txtoken.carrier import carried_token
 from txtoken.claims import HTTP_HEADER
 from txtoken.context import use_transaction
-from txtoken.errors import InsufficientScope, NoTransaction, TxTokenError
+from txtoken.errors import CallerNotAllowed, InsufficientScope, NoTransaction, TxTokenError, WorkloadAuthRejected
 from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
 from txtoken_asgi import app_verifier
 from txtoken_fastapi.caller import CALLER_STATE, CallerSecurity
@@ -67,7 +67,8 @@ class TxnTokenSecurity(SecurityBase):
             if missing:
                 raise InsufficientScope(f"missing scope: {' '.join(missing)}")
         except TxTokenError as exc:
-            raise refusal(connection, exc, "a Txn-Token") from None
+            caller_refused = isinstance(exc, WorkloadAuthRejected | CallerNotAllowed)
+            raise refusal(connection, exc, "a caller" if caller_refused else "a Txn-Token") from None
         if not verified_here:
             yield txn
             return

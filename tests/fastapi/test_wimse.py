@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Security
+from fastapi import FastAPI, Request, Security, WebSocket, WebSocketDisconnect
 from fastapi.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -218,19 +218,47 @@ async def test_a_replayed_wpt_is_refused_with_400_wpt_replayed(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
 async def test_per_route_callers_only_where_a_route_asks_for_one(
-    serve: Any, txtoken_kit: TxnTokenKit, domain: Domain
+    serve: Any, txtoken_kit: TxnTokenKit, domain: Domain, mode: str
 ) -> None:
-    url = serve_payments(serve, txtoken_kit, domain, "dependency", required=False)
+    """Callers not required for the whole app: a request carrying a WIT and WPT is checked, the others pass except
+    where a route asks for a caller (the dependency verifying: ``wit_missing``; behind the middleware, which let the
+    request through: ``caller_not_allowed``)."""
+    url = serve_payments(serve, txtoken_kit, domain, mode, required=False)
     token = txtoken_kit.mint(scope="payments.charge")
     identity = domain.identity("shop/sa/orders")
     async with httpx.AsyncClient(base_url=url, headers={"Txn-Token": token}) as client:
         assert (await client.get("/open")).json() == {"caller": None}
-        refused(await client.get("/stock"), 400, "wit_missing", token)
+        without = await client.get("/stock")
         carried = await client.get("/open", headers=proof_headers(identity, f"{url}/open", token))
-        assert carried.json() == {"caller": domain.workload("shop/sa/orders")}  # carried: checked, and current
-        wrong_audience = proof_headers(identity, f"{url}/charges", token)
-        refused(await client.get("/open", headers=wrong_audience), 400, "wpt_aud_invalid", token)
+        wrong_audience = await client.get("/open", headers=proof_headers(identity, f"{url}/charges", token))
+    if mode == "dependency":
+        refused(without, 400, "wit_missing", token)
+    else:
+        refused(without, 403, "caller_not_allowed", token)
+    assert carried.json() == {"caller": domain.workload("shop/sa/orders")}  # carried: checked, and current
+    refused(wrong_audience, 400, "wpt_aud_invalid", token)
+
+
+def test_a_websocket_route_refuses_a_missing_caller_with_1008_and_the_code(
+    txtoken_kit: TxnTokenKit, domain: Domain
+) -> None:
+    caller = CallerSecurity(domain.callers(), service_urls=["http://testserver"])
+    app = FastAPI()
+
+    @app.websocket("/feed")
+    async def feed(websocket: WebSocket, who: Annotated[VerifiedCaller, Security(caller)]) -> None:
+        await websocket.accept()
+        await websocket.send_json({"caller": who.workload})
+        await websocket.close()
+
+    with (
+        pytest.raises(WebSocketDisconnect) as refused_handshake,
+        TestClient(app).websocket_connect("/feed", headers={"Txn-Token": txtoken_kit.mint()}),
+    ):
+        pass
+    assert (refused_handshake.value.code, refused_handshake.value.reason) == (1008, "wit_missing")
 
 
 @pytest.mark.anyio
