@@ -3,6 +3,8 @@
 HTTP (uvicorn, one worker, each variant its own subprocess on loopback):
 
 - ``bare``: a Starlette endpoint answering ``ok``;
+- ``noop-middleware``: the same behind a pure ASGI middleware that only wraps ``send`` and sets a ``ContextVar``
+  around the app, as any middleware exposing a request context does: the floor of any such middleware here;
 - ``signature-only``: the endpoint splits the token and checks its signature, nothing else (no payload, no claims):
   the floor any verifier pays, so the ceiling of any cache-off ratio on this machine;
 - ``pyjwt``: the same endpoint checking the ``Txn-Token`` header by hand with ``jwt.decode`` (key object, audience,
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import json
 import socket
 import statistics
@@ -53,6 +56,7 @@ from typing import Any
 TRUST_DOMAIN = "bench.example"
 HTTP_VARIANTS = (
     "bare",
+    "noop-middleware",
     "signature-only",
     "pyjwt",
     "verifier-in-handler",
@@ -66,6 +70,7 @@ WPT_LIFETIME = 10  # seconds: each run's proofs are made just before it, and the
 GRPC_VARIANTS = ("bare", "signature-only", "noop-interceptor", "interceptor-nocache", "interceptor-cache")
 GRPC_METHOD = "/bench.Echo/Unary"
 REQUIRED = ["iat", "exp", "aud", "txn", "sub", "scope", "req_wl"]
+REQUEST: contextvars.ContextVar[Any] = contextvars.ContextVar("bench_request", default=None)
 
 
 # -- servers (run in subprocesses) ----------------------------------------------------------------------------------
@@ -143,6 +148,8 @@ def http_app(variant: str, jwks: str, wit_jwks: str, port: int) -> Any:
     if variant == "wimse-ceiling":
         return Starlette(routes=[Route("/", two_signatures)])
     middleware = []
+    if variant == "noop-middleware":
+        middleware = [Middleware(ContextMiddleware)]
     if variant.startswith("middleware"):
         middleware = [Middleware(TxnTokenMiddleware, verifier=verifier)]
     if variant == "wimse-middleware":
@@ -150,6 +157,28 @@ def http_app(variant: str, jwks: str, wit_jwks: str, port: int) -> Any:
         service_urls = [f"http://127.0.0.1:{port}"]
         middleware = [Middleware(TxnTokenMiddleware, verifier=verifier, callers=callers, service_urls=service_urls)]
     return Starlette(routes=[Route("/", ok)], middleware=middleware)
+
+
+class ContextMiddleware:
+    """A pure ASGI middleware doing the least a context-exposing one does: a ContextVar around the app, ``send``
+    wrapped to run outside it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def send_outside(message: Any) -> None:
+            reset = REQUEST.set(None)
+            try:
+                await send(message)
+            finally:
+                REQUEST.reset(reset)
+
+        reset = REQUEST.set(scope)
+        try:
+            await self.app(scope, receive, send_outside)
+        finally:
+            REQUEST.reset(reset)
 
 
 async def serve_grpc(variant: str, jwks: str, port: int) -> None:
