@@ -195,7 +195,16 @@ def serve(argv: list[str]) -> None:
     wimse, next_http = Path(rest[0]), rest[1] if rest[1] != "-" else None
     next_grpc = (int(rest[2]), int(rest[3])) if len(rest) == 4 else None
     app = hop_app(jwks, wimse, int(port), next_http, next_grpc)
-    uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning", access_log=False, lifespan="off")
+    # Idle connections outlive the clients' keep-alive expiry (httpx: 5 s), so no request races a server-side close.
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(port),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=75,
+    )
 
 
 # -- orchestration --------------------------------------------------------------------------------------------------
