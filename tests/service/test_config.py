@@ -283,3 +283,28 @@ def test_serve_turns_a_settings_error_into_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("txtoken serve: configuration_error: ")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+# --- replay_redis_url: the single-use jti store the replicas share ----------------------------------------------------
+
+_REDIS_URL = "redis://:r3dis-pw@redis.txtoken.svc:6379/0"
+
+
+def test_replay_redis_url_from_the_file_or_the_environment_and_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings(_write(tmp_path, EXAMPLE)).replay_redis_url is None  # default: each process its own
+    settings = load_settings(_write(tmp_path, f'replay_redis_url = "{_REDIS_URL}"\n' + EXAMPLE))
+    assert settings.replay_redis_url is not None
+    assert settings.replay_redis_url.get_secret_value() == _REDIS_URL
+    assert "r3dis-pw" not in repr(settings)
+    monkeypatch.setenv("TXTOKEN_REPLAY_REDIS_URL", "rediss://redis.example:6380/1")
+    overridden = load_settings(_write(tmp_path, f'replay_redis_url = "{_REDIS_URL}"\n' + EXAMPLE)).replay_redis_url
+    assert overridden is not None and overridden.get_secret_value() == "rediss://redis.example:6380/1"
+
+
+@pytest.mark.parametrize("url", ["http://:r3dis-pw@redis.example:6379", "redis://:r3dis-pw@", "r3dis-pw"])
+def test_a_replay_redis_url_that_is_not_one_is_refused_without_repeating_it(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigurationError, match="replay_redis_url: Value error, must be a redis://") as caught:
+        load_settings(_write(tmp_path, f'replay_redis_url = "{url}"\n' + EXAMPLE))
+    assert "r3dis-pw" not in str(caught.value)

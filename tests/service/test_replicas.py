@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import RedisServer
 from txtoken.claims import CLIENT_ASSERTION_TYPE_JWT_BEARER, TOKEN_TYPE_SELF_SIGNED, TOKEN_TYPE_UNSIGNED_JSON
 from txtoken.keys import KeySet, SigningKey
 from txtoken.keysource import RemoteJwksKeySource
@@ -107,10 +108,11 @@ jwks_file = "{jwks}"
     return config
 
 
-def _issue(
-    url: str, key: SigningKey, workload: str, identifier: str, audience: str, token_type: str, subject: str
-) -> str:
-    form = {
+def _form(
+    key: SigningKey, workload: str, identifier: str, audience: str, token_type: str, subject: str
+) -> dict[str, str]:
+    """A token request with a fresh key-pair client assertion."""
+    return {
         "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
         "requested_token_type": "urn:ietf:params:oauth:token-type:txn_token",
         "audience": audience,
@@ -120,7 +122,12 @@ def _issue(
         "client_assertion_type": CLIENT_ASSERTION_TYPE_JWT_BEARER,
         "client_assertion": assertion(key, workload, aud=identifier),
     }
-    response = httpx.post(f"{url}/token", data=form)
+
+
+def _issue(
+    url: str, key: SigningKey, workload: str, identifier: str, audience: str, token_type: str, subject: str
+) -> str:
+    response = httpx.post(f"{url}/token", data=_form(key, workload, identifier, audience, token_type, subject))
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
     return token
@@ -142,6 +149,23 @@ def test_two_replicas_share_one_key_directory(tmp_path: Path, replicas: list[Rep
         assert [verifier.verify(t).sub for t in tokens] == ["alice", "alice"]
     logs = [replica.stop() for replica in replicas]
     assert all("production mode" in log and str(config) in log for log in logs)
+
+
+def test_replicas_with_replay_redis_url_accept_a_key_pair_assertion_once_between_them(
+    tmp_path: Path, replicas: list[Replica], redis_server: RedisServer
+) -> None:
+    """``TXTOKEN_REPLAY_REDIS_URL`` (or ``replay_redis_url`` in the file): the replicas share the used ``jti``s."""
+    gateway = SigningKey.generate()
+    config = _config(tmp_path, gateway)
+    env = {"TXTOKEN_REPLAY_REDIS_URL": redis_server.url}
+    replicas.extend(Replica(["--config", str(config)], tmp_path, env=env) for _ in range(2))
+    for replica in replicas:
+        replica.wait_ready()
+    form = _form(gateway, GATEWAY, IDENTIFIER, TRUST_DOMAIN, TOKEN_TYPE_UNSIGNED_JSON, '{"sub": "alice"}')
+    first, second = (httpx.post(f"{replica.url}/token", data=form) for replica in replicas)
+    assert first.status_code == 200, first.text
+    assert second.status_code == 401
+    assert second.json()["error_description"] == "client_assertion: its jti was already used"
 
 
 def test_embedded_default_starts_with_one_line_and_keeps_its_key(tmp_path: Path, replicas: list[Replica]) -> None:

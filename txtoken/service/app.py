@@ -29,8 +29,10 @@ from starlette.routing import Route
 
 from txtoken.claims import GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_TXN_TOKEN
 from txtoken.errors import ConfigurationError, InvalidClient, InvalidRequest, TokenServiceError
+from txtoken.extras import requires_extra
 from txtoken.keys import ALGORITHMS
 from txtoken.replay import MemoryReplayStore, ReplayStore
+from txtoken.replay_redis import RedisReplayStore
 from txtoken.service.audit import AuditLog
 from txtoken.service.config import SUBJECT_TOKEN_TYPES, ServiceSettings
 from txtoken.service.exchange import IssuedToken, TokenExchange
@@ -68,6 +70,8 @@ class TokenService:
     profiles: SubjectProfiles
     exchange: TokenExchange
     wit: WitIssuance | None = None
+    #: The Redis replay store made from ``replay_redis_url``, closed by :meth:`aclose`.
+    redis_replay_store: RedisReplayStore | None = None
 
     @classmethod
     def build(
@@ -78,8 +82,14 @@ class TokenService:
         clock: Callable[[], float] = time.time,
         replay_store: ReplayStore | None = None,
     ) -> TokenService:
-        """Assemble the service; ``replay_store`` remembers key-pair assertions' ``jti`` (default: in this process,
-        :class:`~txtoken.replay.MemoryReplayStore`; replicas behind one load balancer need a shared store)."""
+        """Assemble the service; ``replay_store`` remembers the single-use ``jti`` of key-pair assertions and WIT key
+        proofs (default: Redis at ``settings.replay_redis_url``, shared by the replicas, else this process's
+        :class:`~txtoken.replay.MemoryReplayStore`)."""
+        redis_store = None
+        if replay_store is None and settings.replay_redis_url is not None:
+            with requires_extra("redis", "replay_redis_url (the replay store the TTS replicas share)"):
+                redis_store = RedisReplayStore(settings.replay_redis_url.get_secret_value(), clock=clock)
+            replay_store = redis_store
         keystore = KeyStore(
             settings.key_dir,
             create=settings.mode == "development",
@@ -104,7 +114,13 @@ class TokenService:
             if settings.wimse is not None
             else None
         )
-        return cls(settings, keystore, policy, profiles, exchange, wit)
+        return cls(settings, keystore, policy, profiles, exchange, wit, redis_store)
+
+    async def aclose(self) -> None:
+        """Close the issuers' HTTP clients and the Redis replay store the service made (the app's shutdown)."""
+        await self.profiles.aclose()
+        if self.redis_replay_store is not None:
+            await self.redis_replay_store.aclose()
 
 
 def _oauth_error(exc: TokenServiceError) -> JSONResponse:
@@ -293,7 +309,7 @@ def create_app(service: TokenService | ServiceSettings, *, freeze_gc: bool = Fal
         finally:
             if metrics is not None:
                 metrics.stop()
-            await tts.profiles.aclose()
+            await tts.aclose()
 
     return Starlette(
         routes=[

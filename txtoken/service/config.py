@@ -79,6 +79,7 @@ _DEFAULT_ROLES: dict[str, list[Role]] = {
     "gitlab_ci": ["client_assertion", "subject"],
 }
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 #: Subject token types whose ``sub`` the requesting workload asserts (named with its ``asserted_subject_prefix``).
 _ASSERTED_SUBJECT_TYPES = frozenset({TOKEN_TYPE_SELF_SIGNED, TOKEN_TYPE_UNSIGNED_JSON})
 _SCOPE_TOKEN_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
@@ -94,6 +95,16 @@ def _check_url(value: str | None) -> str | None:
     if url.scheme == "https" and url.hostname or url.scheme == "http" and url.hostname in _LOOPBACK_HOSTS:
         return value
     raise ValueError("must be an https URL (http only on loopback)")
+
+
+def _check_redis_url(value: SecretStr | None) -> SecretStr | None:
+    """A Redis URL as redis-py reads it; the message never repeats the URL (it may hold a password)."""
+    if value is None:
+        return value
+    url = urlsplit(value.get_secret_value())
+    if url.scheme not in _REDIS_SCHEMES or not (url.hostname if url.scheme != "unix" else url.path):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
 
 
 def _check_jwks(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -339,12 +350,18 @@ class ServiceSettings(_Sources):
     max_token_size: Annotated[int, Field(gt=512, le=DEFAULT_MAX_TOKEN_SIZE)] = DEFAULT_MAX_TOKEN_SIZE
     max_request_size: Annotated[int, Field(gt=0)] = 65536
     verified_token_cache: Annotated[int, Field(ge=0)] = 10_000  # per issuer; 0 turns the cache off
+    replay_redis_url: SecretStr | None = None  # the single-use jti store the replicas share; None: in each process
     keys: KeysConfig = KeysConfig()
     trusted_proxy: TrustedProxyConfig = TrustedProxyConfig()
     metrics: MetricsConfig = MetricsConfig()
     issuers: dict[str, IssuerConfig] = {}
     workloads: list[WorkloadConfig] = []
     wimse: WimseConfig | None = None
+
+    @field_validator("replay_redis_url")
+    @classmethod
+    def _redis_url(cls, v: SecretStr | None) -> SecretStr | None:
+        return _check_redis_url(v)
 
     @property
     def key_dir(self) -> Path:

@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from txtoken.errors import InvalidRequest, UnauthorizedClient, WitSubjectInvalid, WorkloadAuthRejected
+from txtoken.errors import (
+    InvalidRequest,
+    ReplayStoreUnavailable,
+    TokenServiceUnavailable,
+    UnauthorizedClient,
+    WitSubjectInvalid,
+    WorkloadAuthRejected,
+)
 from txtoken.replay import ReplayStore
 from txtoken.service.config import ServiceSettings
 from txtoken.service.keystore import KeyStore
@@ -92,6 +99,8 @@ class WitIssuance:
             key = await self._proofs.verify(proof)
         except WorkloadAuthRejected as exc:
             raise InvalidRequest(f"proof: {exc.code}: {exc.message}") from None
+        except ReplayStoreUnavailable:
+            raise TokenServiceUnavailable("the key proof replay store is unavailable") from None
         issuer = WitIssuer(
             self.keystore.current(),
             trust_domain=self._trust_domain,
