@@ -1,8 +1,8 @@
 """deploy/kubernetes/: every manifest valid against the Kubernetes schemas (strict: no unknown field), and the
 deployment's promises checked on the manifests themselves; every Dockerfile of the project lint-clean (hadolint).
 The configurations embedded in the manifests are loaded and built with the real loaders: the TTS's (it issues the
-example workload a WIT) and the workload's forward-auth (WIT -> WPT -> Txn-Token, replays shared in Redis), and
-the workload's nginx configuration is checked by nginx itself."""
+example workload a WIT; its replicas share single-use jtis in Redis) and the workload's forward-auth (WIT -> WPT ->
+Txn-Token, replays shared in Redis), and the workload's nginx configuration is checked by nginx itself."""
 
 from __future__ import annotations
 
@@ -20,14 +20,15 @@ import kubernetes_validate  # type: ignore[import-untyped]  # ships no type info
 import pytest
 import yaml
 
-from tests.conftest import RunningServer
+from tests.conftest import RedisServer, RunningServer
 from tests.credentials.fakes import make_jwt
 from txtoken import KeySet, SigningKey
 from txtoken.credentials import TokenServiceWitSource
 from txtoken.forwardauth import ForwardAuth, load_config
 from txtoken.keysource import RemoteJwksKeySource
 from txtoken.policy import Policy
-from txtoken.service.app import create_app
+from txtoken.replay_redis import RedisReplayStore
+from txtoken.service.app import TokenService, create_app
 from txtoken.service.config import load_settings
 from txtoken.wimse import WitVerifier
 
@@ -173,10 +174,11 @@ def test_the_deployment_guide_names_every_manifest() -> None:
 
 
 def test_the_tts_issues_wits_signed_with_keys_from_their_own_secret(
-    serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
 ) -> None:
     """docs/wimse.md: ``[wimse]`` turns on ``POST /wit``; the WIT keys are a Secret of their own, mounted read-only.
-    The ConfigMap's configuration, with the mounted files made here, issues the example workload its WIT."""
+    The ConfigMap's configuration, with the mounted files made here and a real Redis for its replay store, issues
+    the example workload its WIT (its key proof's ``jti`` recorded in Redis)."""
     config = tomllib.loads(tts_toml())
     wimse = config["wimse"]
     pod = only("Deployment")["spec"]["template"]["spec"]
@@ -196,12 +198,14 @@ def test_the_tts_issues_wits_signed_with_keys_from_their_own_secret(
     KeySet.generate().save(tmp_path / "keys" / "keys.json")
     KeySet.generate("ES256").save(tmp_path / "wit-keys" / "keys.json")
     (tmp_path / "cluster-jwks.json").write_text(json.dumps({"keys": [cluster.verification_key.to_jwk()]}))
-    text = tts_toml()
+    text = tts_toml().replace(f'"{config["replay_redis_url"]}"', f'"{redis_server.url}"')
     for where, here in mounted.items():
         text = text.replace(f'"{where}"', f'"{here}"')
     (tmp_path / "tts.toml").write_text(text, encoding="utf-8")
     monkeypatch.chdir(tmp_path)  # the data directory, if anything lands there
-    server: RunningServer = serve(create_app(load_settings(tmp_path / "tts.toml")), proxy_headers=False)
+    service = TokenService.build(load_settings(tmp_path / "tts.toml"))
+    assert isinstance(service.redis_replay_store, RedisReplayStore)
+    server: RunningServer = serve(create_app(service), proxy_headers=False)
 
     orders = only("Deployment", "orders")
     namespace, account = orders["metadata"]["namespace"], orders["spec"]["template"]["spec"]["serviceAccountName"]
@@ -223,6 +227,31 @@ def test_the_tts_issues_wits_signed_with_keys_from_their_own_secret(
     verified = WitVerifier(anchors, trust_domain=wimse["trust_domain"]).verify(identity.wit)
     assert verified.claims["iss"] == config["identifier"]
     assert verified.claims["exp"] - verified.claims["iat"] == wimse["wit_lifetime"]
+
+
+def test_the_tts_replicas_share_single_use_jtis_in_a_redis_only_they_reach() -> None:
+    """docs/deployment.md: ``replay_redis_url`` names the txtoken-redis Service; its pods are not the TTS's (no
+    selector of the TTS picks them), keep nothing on disk, refuse rather than evict when full, and only the TTS pods
+    reach them."""
+    assert only("Deployment")["spec"]["replicas"] >= 2
+    store = urlsplit(tomllib.loads(tts_toml())["replay_redis_url"])
+    redis = only("Service", "txtoken-redis")
+    assert store.scheme == "redis"
+    assert store.hostname == f"{redis['metadata']['name']}.{redis['metadata']['namespace']}.svc.cluster.local"
+    assert redis["metadata"]["namespace"] == only("Deployment")["metadata"]["namespace"]
+    assert store.port == redis["spec"]["ports"][0]["port"]
+    pod = only("Deployment", "txtoken-redis")["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    assert redis["spec"]["selector"] == labels and labels != NAME
+    [container] = pod["spec"]["containers"]
+    assert redis["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    args = container["args"]
+    assert args[args.index("--save") + 1] == "" and args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    policy = only("NetworkPolicy", "txtoken-redis-ingress")
+    assert policy["spec"]["podSelector"]["matchLabels"] == labels
+    [rule] = policy["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": NAME}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": container["ports"][0]["containerPort"]}]
 
 
 def test_the_workload_verifies_callers_in_forward_auth_and_its_replicas_share_replays_in_redis(
