@@ -74,9 +74,7 @@ def test_a_wit_key_proof_accepted_by_one_replica_is_refused_by_the_other(
     assert refused.json()["error_description"] == "proof: wpt_invalid: the key proof was already used"
 
 
-def test_with_redis_stopped_single_use_checks_fail_closed_with_503(
-    start_tts: StartTts, tmp_path: Path, serve: Any
-) -> None:
+def test_with_redis_stopped_single_use_checks_fail_closed_with_503(start_tts: StartTts, tmp_path: Path) -> None:
     redis = RedisServer(str(tmp_path))
     try:
         first, second = _replicas(start_tts, tmp_path, redis.url)
@@ -99,7 +97,6 @@ def test_with_redis_stopped_single_use_checks_fail_closed_with_503(
                 assert part not in answer.text
     assert answers[0].json()["error_description"] == "the client assertion replay store is unavailable"
     assert answers[1].json()["error_description"] == "the key proof replay store is unavailable"
-    assert second.post(second.form(client_assertion=None, subject_token=subject)).status_code == 401  # no bypass
 
 
 def test_without_redis_py_the_setting_names_the_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
