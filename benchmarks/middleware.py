@@ -42,6 +42,7 @@ import argparse
 import asyncio
 import contextvars
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -51,7 +52,7 @@ import time
 from collections.abc import Callable, Coroutine
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 TRUST_DOMAIN = "bench.example"
 HTTP_VARIANTS = (
@@ -265,8 +266,9 @@ class Requests:
         return self._fresh.pop() if self._fresh else self._with_proof(self._port)
 
 
-async def http_load(port: int, requests: Requests, seconds: float, connections: int) -> float:
-    """Requests per second over ``connections`` keep-alive connections, each answer checked for 200."""
+async def http_load(port: int, requests: Requests, seconds: float, connections: int) -> tuple[int, float]:
+    """Requests answered over ``connections`` keep-alive connections (each answer checked for 200), and the
+    seconds it took."""
     deadline = time.perf_counter() + seconds
     counts = [0] * connections
 
@@ -286,10 +288,10 @@ async def http_load(port: int, requests: Requests, seconds: float, connections: 
 
     start = time.perf_counter()
     await asyncio.gather(*(connection(i) for i in range(connections)))
-    return sum(counts) / (time.perf_counter() - start)
+    return sum(counts), time.perf_counter() - start
 
 
-async def grpc_load(port: int, requests: Requests, seconds: float, concurrency: int) -> float:
+async def grpc_load(port: int, requests: Requests, seconds: float, concurrency: int) -> tuple[int, float]:
     import grpc
 
     token = requests.token
@@ -306,7 +308,7 @@ async def grpc_load(port: int, requests: Requests, seconds: float, concurrency: 
 
         start = time.perf_counter()
         await asyncio.gather(*(caller(i) for i in range(concurrency)))
-        return sum(counts) / (time.perf_counter() - start)
+        return sum(counts), time.perf_counter() - start
 
 
 # -- orchestration --------------------------------------------------------------------------------------------------
@@ -319,7 +321,12 @@ def free_port() -> int:
     return port
 
 
-def start_server(kind: str, variant: str, jwks_file: str, stack: ExitStack) -> int:
+class Server(NamedTuple):
+    port: int
+    pid: int
+
+
+def start_server(kind: str, variant: str, jwks_file: str, stack: ExitStack) -> Server:
     port = free_port()
     args = [sys.executable, __file__, "--serve", kind, variant, jwks_file, str(port)]
     process = subprocess.Popen(args)  # noqa: S603 - our own script, fixed arguments
@@ -331,33 +338,52 @@ def start_server(kind: str, variant: str, jwks_file: str, stack: ExitStack) -> i
             raise RuntimeError(f"{kind} server {variant} exited with {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return port
+            return Server(port, process.pid)
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{kind} server {variant} did not start")
 
 
-Load = Callable[[int, Requests, float, int], Coroutine[Any, Any, float]]
+Load = Callable[[int, Requests, float, int], Coroutine[Any, Any, tuple[int, float]]]
 #: Proofs made ahead of each WIMSE run: more than such a run can send here (the rest are made on the fly).
 PROOFS_PER_SECOND = 5000
 
 
+class Measured(NamedTuple):
+    """Per variant and round: requests per second, and requests per second of the server's own CPU time."""
+
+    rates: dict[str, list[float]]
+    cpu_rates: dict[str, list[float]]
+
+
 def measure(
-    load: Load, ports: dict[str, int], requests: dict[str, Requests], rounds: int, seconds: float, concurrency: int
-) -> dict[str, list[float]]:
-    """The rate of each variant in each round, the variants interleaved in each round."""
-    rates: dict[str, list[float]] = {variant: [] for variant in ports}
+    load: Load,
+    servers: dict[str, Server],
+    requests: dict[str, Requests],
+    rounds: int,
+    seconds: float,
+    concurrency: int,
+) -> Measured:
+    """Each variant in each round, the variants interleaved in each round. The server's CPU time per request is
+    read from ``/proc``: other processes' load changes it far less than it changes the rate."""
+    measured = Measured({variant: [] for variant in servers}, {variant: [] for variant in servers})
 
-    def run(variant: str, duration: float) -> float:
-        requests[variant].prepare(ports[variant], int(duration * PROOFS_PER_SECOND))
-        return asyncio.run(load(ports[variant], requests[variant], duration, concurrency))
+    def run(variant: str, duration: float) -> tuple[float, float]:
+        port, pid = servers[variant]
+        requests[variant].prepare(port, int(duration * PROOFS_PER_SECOND))
+        cpu = cpu_seconds(pid)
+        count, elapsed = asyncio.run(load(port, requests[variant], duration, concurrency))
+        used = cpu_seconds(pid) - cpu
+        return count / elapsed, count / used if used > 0 else 0.0
 
-    for variant in ports:  # warm up: imports, caches, connection setup
+    for variant in servers:  # warm up: imports, caches, connection setup
         run(variant, min(seconds, 0.5))
     for _ in range(rounds):
-        for variant in ports:
-            rates[variant].append(run(variant, seconds))
-    return rates
+        for variant in servers:
+            rate, cpu_rate = run(variant, seconds)
+            measured.rates[variant].append(rate)
+            measured.cpu_rates[variant].append(cpu_rate)
+    return measured
 
 
 def ratio(rates: dict[str, list[float]], variant: str, baseline: str) -> float:
@@ -365,10 +391,15 @@ def ratio(rates: dict[str, list[float]], variant: str, baseline: str) -> float:
     return statistics.median(v / b for v, b in zip(rates[variant], rates[baseline], strict=True))
 
 
-def report(title: str, rates: dict[str, list[float]]) -> None:
-    print(f"{title}\nvariant                 req/s   ratio to bare")
+def report(title: str, measured: Measured) -> None:
+    rates, cpu = measured
+    print(f"{title}\nvariant                 req/s   ratio to bare   server CPU µs/req   ratio by CPU")
     for variant, values in rates.items():
-        print(f"{variant:<20} {statistics.median(values):>8,.0f}   {ratio(rates, variant, 'bare'):>13.2f}")
+        cpu_us = 1e6 / statistics.median(cpu[variant]) if all(cpu[variant]) else 0.0
+        print(
+            f"{variant:<20} {statistics.median(values):>8,.0f}   {ratio(rates, variant, 'bare'):>13.2f}"
+            f"   {cpu_us:>17,.1f}   {ratio(cpu, variant, 'bare') if cpu_us else 0.0:>12.2f}"
+        )
     print()
 
 
@@ -382,13 +413,27 @@ GOALS = (
 )
 
 
-def report_goals(rates: dict[str, list[float]], kind: str) -> None:
+def report_goals(measured: Measured, kind: str) -> None:
+    """Each goal of ``kind`` by rate (the goal's measure) and by the servers' CPU time per request."""
     for what, variant, baseline, goal in GOALS:
-        if what.startswith(kind) and variant in rates and baseline in rates:
-            value = ratio(rates, variant, baseline)
-            rounds = ", ".join(f"{v / b:.2f}" for v, b in zip(rates[variant], rates[baseline], strict=True))
+        if not what.startswith(kind) or variant not in measured.rates or baseline not in measured.rates:
+            continue
+        for measure_name, values in (("rate", measured.rates), ("server CPU", measured.cpu_rates)):
+            if not all(values[variant]) or not all(values[baseline]):
+                continue
+            value = ratio(values, variant, baseline)
+            rounds = ", ".join(f"{v / b:.2f}" for v, b in zip(values[variant], values[baseline], strict=True))
             verdict = "met" if value >= goal else "NOT met"
-            print(f"goal {what} >= {goal}: {value:.2f} ({verdict}; rounds {rounds})")
+            print(f"goal {what} >= {goal}, by {measure_name}: {value:.2f} ({verdict}; rounds {rounds})")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``; 0 where it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -427,18 +472,18 @@ def main() -> None:
         Path(jwks_file).write_text(json.dumps(keys.public_jwks()))
         Path(jwks_file).with_suffix(".wit.json").write_text(json.dumps(wit_keys.public_jwks()))
         chosen = set(args.variants.split(",")) | {"bare"} if args.variants else {*HTTP_VARIANTS, *GRPC_VARIANTS}
-        http_ports = {v: start_server("http", v, jwks_file, stack) for v in HTTP_VARIANTS if v in chosen}
-        grpc_ports = (
+        http_servers = {v: start_server("http", v, jwks_file, stack) for v in HTTP_VARIANTS if v in chosen}
+        grpc_servers = (
             {} if args.no_grpc else {v: start_server("grpc", v, jwks_file, stack) for v in GRPC_VARIANTS if v in chosen}
         )
         requests = {v: Requests(token, (wit, workload_key) if v in WIMSE_VARIANTS else None) for v in HTTP_VARIANTS}
         print(f"{args.alg} token of {len(token)} bytes; {args.rounds} rounds of {args.seconds}s per variant\n")
-        http = measure(http_load, http_ports, requests, args.rounds, args.seconds, args.connections)
+        http = measure(http_load, http_servers, requests, args.rounds, args.seconds, args.connections)
         report(f"HTTP: uvicorn (1 worker) + Starlette, {args.connections} keep-alive connections", http)
-        grpc = {}
-        if grpc_ports:
-            grpc_requests = {v: Requests(token) for v in grpc_ports}
-            grpc = measure(grpc_load, grpc_ports, grpc_requests, args.rounds, args.seconds, args.connections)
+        grpc = Measured({}, {})
+        if grpc_servers:
+            grpc_requests = {v: Requests(token) for v in grpc_servers}
+            grpc = measure(grpc_load, grpc_servers, grpc_requests, args.rounds, args.seconds, args.connections)
             report(f"gRPC: grpc.aio server, unary, {args.connections} concurrent calls", grpc)
     report_goals(http, "HTTP")
     report_goals(http, "WIMSE")
