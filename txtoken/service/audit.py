@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from json.encoder import encode_basestring_ascii
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 
 from txtoken.errors import TokenServiceError
 
