@@ -148,7 +148,7 @@ class TxnTokenMinter:
         else:
             values = claims.values()
         # Before the model's serialization, which fails on values nested hundreds deep.
-        if any(nests_deeper(value) for value in values):
+        if any(nests_deeper(value) for value in values if isinstance(value, dict | list)):
             raise ConfigurationError(f"Txn-Token claims must not nest deeper than {MAX_JSON_DEPTH} levels")
         payload = claims.to_dict() if isinstance(claims, TxnTokenClaims) else _checked_payload(claims)
         lifetime = payload["exp"] - payload["iat"]
