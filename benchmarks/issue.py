@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -263,13 +263,17 @@ class Result:
     requests: int
     seconds: float
     latencies_ms: list[float]
+    #: open loop only: how late the load generator started each request (its own lag, not the server's)
+    lags_ms: list[float] = field(default_factory=list)
+    #: the share of one CPU the load generator's process used during the run
+    generator_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
 
-    def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
+    def percentile(self, p: float, values: list[float] | None = None) -> float:
+        ordered = sorted(self.latencies_ms if values is None else values)
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
@@ -295,12 +299,14 @@ async def closed_loop(
                 raise RuntimeError(f"status {status}")
             latencies.append((time.perf_counter() - start) * 1000)
 
+    cpu = time.process_time()
     start = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in connections))
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     for connection in connections:
         connection.close()
-    return Result(len(latencies), elapsed, latencies)
+    return Result(len(latencies), elapsed, latencies, generator_cpu=cpu / elapsed)
 
 
 async def open_loop(port: int, request: bytes, *, rate: float, connections: int, seconds: float) -> Result:
@@ -309,10 +315,13 @@ async def open_loop(port: int, request: bytes, *, rate: float, connections: int,
     for _ in range(connections):
         pool.put_nowait(await Connection.open(port))
     latencies: list[float] = []
+    lags: list[float] = []
     count = int(rate * seconds)
+    cpu = time.process_time()
     start = time.perf_counter()
 
     async def one(scheduled: float) -> None:
+        lags.append((time.perf_counter() - scheduled) * 1000)
         connection = await pool.get()
         try:
             status, _ = await connection.roundtrip(request)
@@ -331,9 +340,10 @@ async def open_loop(port: int, request: bytes, *, rate: float, connections: int,
         tasks.append(asyncio.create_task(one(scheduled)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     while not pool.empty():
         pool.get_nowait().close()
-    return Result(len(latencies), elapsed, latencies)
+    return Result(len(latencies), elapsed, latencies, lags, cpu / elapsed)
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
@@ -418,13 +428,18 @@ async def measure(
             )
             results[name].append(run)
     half = statistics.median(r.rate for r in results["token"]) / 2
-    request = http_request("/token", body)
-    paced = await open_loop(ports["one"], request, rate=half, connections=args.concurrency, seconds=args.paced_seconds)
-    results[HALF_PEAK] = [paced]
+    for name, path in ((HALF_PEAK_BARE, "/bare"), (HALF_PEAK, "/token")):
+        request = http_request(path, body)
+        paced = await open_loop(
+            ports["one"], request, rate=half, connections=args.concurrency, seconds=args.paced_seconds
+        )
+        results[name] = [paced]
     return results
 
 
 HALF_PEAK = "token at half the peak"
+#: The control: bare at the same offered load, i.e. what the load generator, the HTTP server and the machine add.
+HALF_PEAK_BARE = "bare at the same rate"
 
 
 def _pooled(runs: list[Result]) -> Result:
@@ -440,24 +455,27 @@ def report(results: dict[str, list[Result]], args: argparse.Namespace, token_byt
         return statistics.median(r.rate / b.rate for r, b in zip(results[name], base, strict=True))
 
     rows = [
-        "| variant | median rate (req/s) | ratio to bare | p50 (ms) | p99 (ms) |",
-        "|---|---:|---:|---:|---:|",
+        "| variant | median rate (req/s) | ratio to bare | p50 (ms) | p99 (ms) | load generator CPU |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, runs in results.items():
-        if name == HALF_PEAK:
+        if name in (HALF_PEAK, HALF_PEAK_BARE):
             continue
         pooled = _pooled(runs)
         base = results[f"bare, {args.workers} workers"] if "workers" in name else bare
         rows.append(
             f"| {name} | {statistics.median(r.rate for r in runs):,.0f} | {ratio(name, base):.2f} "
-            f"| {pooled.percentile(50):.2f} | {pooled.percentile(99):.2f} |"
+            f"| {pooled.percentile(50):.2f} | {pooled.percentile(99):.2f} "
+            f"| {statistics.median(r.generator_cpu for r in runs):.0%} |"
         )
-    paced = results[HALF_PEAK][0]
-    rows.append(
-        f"| token, open loop at half the peak ({paced.requests / paced.seconds:,.0f} req/s) | | "
-        f"| {paced.percentile(50):.2f} | {paced.percentile(99):.2f} |"
-    )
+    paced, control = results[HALF_PEAK][0], results[HALF_PEAK_BARE][0]
+    for label, run in (("token, open loop at half the peak", paced), ("bare, open loop at the same rate", control)):
+        rows.append(
+            f"| {label} ({run.requests / run.seconds:,.0f} req/s) | | "
+            f"| {run.percentile(50):.2f} | {run.percentile(99):.2f} | {run.generator_cpu:.0%} |"
+        )
     issuance = ratio("token", bare)
+    lag = paced.percentile(99, paced.lags_ms)
     lines = [
         HEADING,
         "",
@@ -489,7 +507,11 @@ def report(results: dict[str, list[Result]], args: argparse.Namespace, token_byt
         f"  with a fresh key-pair assertion per request: {ratio(KEY_PAIR, bare):.2f}.",
         f"- p99 at half the peak rate: **{paced.percentile(99):.2f} ms** (goal < 2 ms: "
         f"{'met' if paced.percentile(99) < 2 else 'NOT met'}); latency there counts from each request's scheduled",
-        "  start, so queueing is included.",
+        "  start, so queueing is included. The control, bare at the same offered load, measures what the load",
+        f"  generator, uvicorn and the shared machine add by themselves: p99 {control.percentile(99):.2f} ms.",
+        f"- The load generator started the half-peak requests within {lag:.2f} ms of their schedule at p99 (max",
+        f"  {max(paced.lags_ms, default=0):.2f} ms), using {paced.generator_cpu:.0%} of one CPU: "
+        + ("it kept up with the offered load." if lag < 1 else "it fell behind, so part of that p99 is its own."),
     ]
     if args.workers > 1:
         scale = ratio(f"token, {args.workers} workers", results["token"])
