@@ -265,6 +265,8 @@ class Result:
     latencies_ms: list[float]
     #: open loop only: how late the load generator started each request (its own lag, not the server's)
     lags_ms: list[float] = field(default_factory=list)
+    #: the server's CPU time per request (closed loop, one-worker server)
+    server_cpu_us: float = 0.0
     #: the share of one CPU the load generator's process used during the run
     generator_cpu: float = 0.0
 
@@ -399,10 +401,20 @@ VARIANTS = {
 }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``; 0 where it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(
-    ports: dict[str, int], body: bytes, key_pair_requests: list[bytes], args: argparse.Namespace
+    ports: dict[str, int], server_pid: int, body: bytes, key_pair_requests: list[bytes], args: argparse.Namespace
 ) -> dict[str, list[Result]]:
-    """Closed-loop runs of every variant, interleaved in rounds; then the half-peak run (open loop) of ``token``."""
+    """Closed-loop runs of every variant, interleaved in rounds; then the half-peak run (open loop) of ``token``.
+    For the one-worker server (``server_pid``) each closed-loop run also records the server's CPU time per request."""
     variants = dict(VARIANTS)
     if "many" in ports:
         variants[f"token, {args.workers} workers"] = ("/token", "many")
@@ -423,9 +435,12 @@ async def measure(
     for _ in range(args.rounds):
         for name, (path, server) in variants.items():
             request = request_of(name, path)
+            cpu = _cpu_seconds(server_pid)
             run = await closed_loop(
                 ports[server], request, concurrency=args.concurrency, count=10**9, seconds=args.seconds
             )
+            if server == "one":
+                run.server_cpu_us = (_cpu_seconds(server_pid) - cpu) / run.requests * 1e6
             results[name].append(run)
     half = statistics.median(r.rate for r in results["token"]) / 2
     for name, path in ((HALF_PEAK_BARE, "/bare"), (HALF_PEAK, "/token")):
@@ -455,8 +470,9 @@ def report(results: dict[str, list[Result]], args: argparse.Namespace, token_byt
         return statistics.median(r.rate / b.rate for r, b in zip(results[name], base, strict=True))
 
     rows = [
-        "| variant | median rate (req/s) | ratio to bare | p50 (ms) | p99 (ms) | load generator CPU |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| variant | median rate (req/s) | ratio to bare | p50 (ms) | p99 (ms) | server CPU per request (µs) "
+        "| load generator CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, runs in results.items():
         if name in (HALF_PEAK, HALF_PEAK_BARE):
@@ -465,17 +481,19 @@ def report(results: dict[str, list[Result]], args: argparse.Namespace, token_byt
         base = results[f"bare, {args.workers} workers"] if "workers" in name else bare
         rows.append(
             f"| {name} | {statistics.median(r.rate for r in runs):,.0f} | {ratio(name, base):.2f} "
-            f"| {pooled.percentile(50):.2f} | {pooled.percentile(99):.2f} "
+            f"| {pooled.percentile(50):.2f} | {pooled.percentile(99):.2f} | {_server_cpu(runs)} "
             f"| {statistics.median(r.generator_cpu for r in runs):.0%} |"
         )
     paced, control = results[HALF_PEAK][0], results[HALF_PEAK_BARE][0]
     for label, run in (("token, open loop at half the peak", paced), ("bare, open loop at the same rate", control)):
         rows.append(
             f"| {label} ({run.requests / run.seconds:,.0f} req/s) | | "
-            f"| {run.percentile(50):.2f} | {run.percentile(99):.2f} | {run.generator_cpu:.0%} |"
+            f"| {run.percentile(50):.2f} | {run.percentile(99):.2f} | | {run.generator_cpu:.0%} |"
         )
     issuance = ratio("token", bare)
     lag = paced.percentile(99, paced.lags_ms)
+    token_cpu = statistics.median(r.server_cpu_us for r in results["token"])
+    cpu_ratio = statistics.median(r.server_cpu_us for r in bare) / token_cpu if token_cpu else 0.0
     lines = [
         HEADING,
         "",
@@ -505,6 +523,8 @@ def report(results: dict[str, list[Result]], args: argparse.Namespace, token_byt
         f"- Issuance rate relative to the bare endpoint: **{issuance:.2f}** (goal >= 0.5: "
         f"{'met' if issuance >= 0.5 else 'NOT met'}); with the cache off: {ratio('token, cache off', bare):.2f};",
         f"  with a fresh key-pair assertion per request: {ratio(KEY_PAIR, bare):.2f}.",
+        f"- By the server's CPU time per request (which other processes' load hardly changes): **{cpu_ratio:.2f}** of",
+        "  bare (bare's CPU time over token's), the rate ratio the server would reach on a CPU of its own.",
         f"- p99 at half the peak rate: **{paced.percentile(99):.2f} ms** (goal < 2 ms: "
         f"{'met' if paced.percentile(99) < 2 else 'NOT met'}); latency there counts from each request's scheduled",
         "  start, so queueing is included. The control, bare at the same offered load, measures what the load",
@@ -517,6 +537,11 @@ def report(results: dict[str, list[Result]], args: argparse.Namespace, token_byt
         scale = ratio(f"token, {args.workers} workers", results["token"])
         lines.append(f"- {args.workers} workers against one: **{scale:.2f}** times the issuance rate (same run).")
     return "\n".join([*lines, "", ""])
+
+
+def _server_cpu(runs: list[Result]) -> str:
+    cpu = statistics.median(r.server_cpu_us for r in runs)
+    return f"{cpu:,.0f}" if cpu else ""
 
 
 def _cpus() -> int:
@@ -558,17 +583,19 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="txtoken-bench-") as tmp, ExitStack() as stack:
         setup = prepare(Path(tmp))
         ports: dict[str, int] = {}
+        pids: dict[str, int] = {}
         for server, workers in servers.items():
             ports[server] = port = _free_port()
             command_line = [sys.executable, __file__, "--serve", str(setup.config), "--port", str(port)]
             process = subprocess.Popen([*command_line, "--workers", str(workers)], cwd=ROOT)  # noqa: S603 - this script
+            pids[server] = process.pid
             stack.callback(process.wait, 10)
             stack.callback(process.terminate)
             _wait(f"http://127.0.0.1:{port}", process)
         token_bytes = _check_token(f"http://127.0.0.1:{ports['one']}", setup.body)
         # Fresh key-pair assertions are signed before the run: the load generator must not sign while it measures.
         key_pair = [http_request("/token", setup.key_pair_bodies()) for _ in range(args.assertions)]
-        results = asyncio.run(measure(ports, setup.body, key_pair, args))
+        results = asyncio.run(measure(ports, pids["one"], setup.body, key_pair, args))
     section = report(results, args, token_bytes, command)
     print(section)
     if not args.no_doc:
