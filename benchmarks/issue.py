@@ -345,7 +345,7 @@ async def open_loop(port: int, request: bytes, *, rate: float, connections: int,
     cpu = time.process_time() - cpu
     while not pool.empty():
         pool.get_nowait().close()
-    return Result(len(latencies), elapsed, latencies, lags, cpu / elapsed)
+    return Result(len(latencies), elapsed, latencies, lags, generator_cpu=cpu / elapsed)
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
