@@ -3,6 +3,8 @@
 HTTP (uvicorn, one worker, each variant its own subprocess on loopback):
 
 - ``bare``: a Starlette endpoint answering ``ok``;
+- ``noop-middleware``: the same behind a pure ASGI middleware that only wraps ``send`` and sets a ``ContextVar``
+  around the app, as any middleware exposing a request context does: the floor of any such middleware here;
 - ``signature-only``: the endpoint splits the token and checks its signature, nothing else (no payload, no claims):
   the floor any verifier pays, so the ceiling of any cache-off ratio on this machine;
 - ``pyjwt``: the same endpoint checking the ``Txn-Token`` header by hand with ``jwt.decode`` (key object, audience,
@@ -19,22 +21,26 @@ HTTP (uvicorn, one worker, each variant its own subprocess on loopback):
 Both WIMSE variants get a fresh WPT per request (made by the load generator before each run, bound to the
 Txn-Token by ``tth``); their ratio is ``wimse-middleware`` / ``wimse-ceiling`` in the same round.
 
-gRPC (``grpc.aio`` server, one subprocess per variant): a unary call with raw-bytes messages, ``bare``, behind an
-interceptor that does nothing (what any ``grpc.aio`` interceptor costs), and behind ``AioTxnTokenServerInterceptor``
+gRPC (``grpc.aio`` server, one subprocess per variant): a unary call with raw-bytes messages, ``bare``; the handler
+checking the token's signature and nothing else (``signature-only``, the gRPC ceiling of a cache-off ratio); behind
+an interceptor that does nothing (what any ``grpc.aio`` interceptor costs); and behind ``AioTxnTokenServerInterceptor``
 with the cache off and on.
 
 The load generator runs in this process: for HTTP, keep-alive HTTP/1.1 connections on asyncio streams; for gRPC, a
 ``grpc.aio`` channel with concurrent calls. Every request carries the same valid token. Machines here are shared and
 noisy, so the variants are measured interleaved in rounds, and each ratio is the median over rounds of
 (rate / bare rate in the same round). Bounded: ``rounds x variants x seconds`` of load, then the servers are stopped.
+It prints whether each goal is met (issue 15: a hop at 0.95 of its ceiling; issue 11: WIMSE at 0.85 of its own).
 
     .venv/bin/python benchmarks/middleware.py [--rounds 5] [--seconds 1.0] [--connections 32]
+        [--variants bare,wimse-ceiling,wimse-middleware] [--no-grpc]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import json
 import socket
 import statistics
@@ -50,6 +56,7 @@ from typing import Any
 TRUST_DOMAIN = "bench.example"
 HTTP_VARIANTS = (
     "bare",
+    "noop-middleware",
     "signature-only",
     "pyjwt",
     "verifier-in-handler",
@@ -60,9 +67,10 @@ HTTP_VARIANTS = (
 )
 WIMSE_VARIANTS = ("wimse-ceiling", "wimse-middleware")
 WPT_LIFETIME = 10  # seconds: each run's proofs are made just before it, and the replay store stays small
-GRPC_VARIANTS = ("bare", "noop-interceptor", "interceptor-nocache", "interceptor-cache")
+GRPC_VARIANTS = ("bare", "signature-only", "noop-interceptor", "interceptor-nocache", "interceptor-cache")
 GRPC_METHOD = "/bench.Echo/Unary"
 REQUIRED = ["iat", "exp", "aud", "txn", "sub", "scope", "req_wl"]
+REQUEST: contextvars.ContextVar[Any] = contextvars.ContextVar("bench_request", default=None)
 
 
 # -- servers (run in subprocesses) ----------------------------------------------------------------------------------
@@ -140,6 +148,8 @@ def http_app(variant: str, jwks: str, wit_jwks: str, port: int) -> Any:
     if variant == "wimse-ceiling":
         return Starlette(routes=[Route("/", two_signatures)])
     middleware = []
+    if variant == "noop-middleware":
+        middleware = [Middleware(ContextMiddleware)]
     if variant.startswith("middleware"):
         middleware = [Middleware(TxnTokenMiddleware, verifier=verifier)]
     if variant == "wimse-middleware":
@@ -149,13 +159,46 @@ def http_app(variant: str, jwks: str, wit_jwks: str, port: int) -> Any:
     return Starlette(routes=[Route("/", ok)], middleware=middleware)
 
 
+class ContextMiddleware:
+    """A pure ASGI middleware doing the least a context-exposing one does: a ContextVar around the app, ``send``
+    wrapped to run outside it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def send_outside(message: Any) -> None:
+            reset = REQUEST.set(None)
+            try:
+                await send(message)
+            finally:
+                REQUEST.reset(reset)
+
+        reset = REQUEST.set(scope)
+        try:
+            await self.app(scope, receive, send_outside)
+        finally:
+            REQUEST.reset(reset)
+
+
 async def serve_grpc(variant: str, jwks: str, port: int) -> None:
     import grpc
 
     from txtoken import TxnTokenVerifier, load_jwks
+    from txtoken.jws import b64url_decode, parse_jws
+    from txtoken.keys import ALGORITHMS
     from txtoken_grpc import AioTxnTokenServerInterceptor
 
+    keys = load_jwks(jwks)
+
     async def unary(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return request
+
+    async def signature_checked(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        token = next((v for k, v in context.invocation_metadata() or () if k == "txn-token"), "")
+        jws = parse_jws(str(token), algorithms=frozenset(ALGORITHMS))
+        if not keys[0].verify(jws.signing_input, b64url_decode(jws.signature)):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid")
         return request
 
     class Noop(grpc.aio.ServerInterceptor):
@@ -167,9 +210,10 @@ async def serve_grpc(variant: str, jwks: str, port: int) -> None:
         cache_size = 0 if variant.endswith("nocache") else 10_000
         verifier = TxnTokenVerifier(load_jwks(jwks), trust_domain=TRUST_DOMAIN, cache_size=cache_size)
         interceptors.append(AioTxnTokenServerInterceptor(verifier))
+    handler = signature_checked if variant == "signature-only" else unary
     server = grpc.aio.server(interceptors=interceptors)
     server.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler("bench.Echo", {"Unary": grpc.unary_unary_rpc_method_handler(unary)})]
+        [grpc.method_handlers_generic_handler("bench.Echo", {"Unary": grpc.unary_unary_rpc_method_handler(handler)})]
     )
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -300,9 +344,8 @@ PROOFS_PER_SECOND = 5000
 
 def measure(
     load: Load, ports: dict[str, int], requests: dict[str, Requests], rounds: int, seconds: float, concurrency: int
-) -> tuple[dict[str, tuple[float, float]], list[float]]:
-    """Median rate and median ratio to ``bare`` per variant, the variants interleaved in each round; and (with the
-    WIMSE variants) the ratio of ``wimse-middleware`` to ``wimse-ceiling`` in each round."""
+) -> dict[str, list[float]]:
+    """The rate of each variant in each round, the variants interleaved in each round."""
     rates: dict[str, list[float]] = {variant: [] for variant in ports}
 
     def run(variant: str, duration: float) -> float:
@@ -314,25 +357,38 @@ def measure(
     for _ in range(rounds):
         for variant in ports:
             rates[variant].append(run(variant, seconds))
-    wimse = (
-        [m / c for m, c in zip(rates["wimse-middleware"], rates["wimse-ceiling"], strict=True)]
-        if "wimse-ceiling" in rates
-        else []
-    )
-    return {
-        variant: (
-            statistics.median(values),
-            statistics.median(v / b for v, b in zip(values, rates["bare"], strict=True)),
-        )
-        for variant, values in rates.items()
-    }, wimse
+    return rates
 
 
-def report(title: str, results: dict[str, tuple[float, float]]) -> None:
+def ratio(rates: dict[str, list[float]], variant: str, baseline: str) -> float:
+    """The median over rounds of ``variant``'s rate over ``baseline``'s in the same round."""
+    return statistics.median(v / b for v, b in zip(rates[variant], rates[baseline], strict=True))
+
+
+def report(title: str, rates: dict[str, list[float]]) -> None:
     print(f"{title}\nvariant                 req/s   ratio to bare")
-    for variant, (rate, ratio) in results.items():
-        print(f"{variant:<20} {rate:>8,.0f}   {ratio:>13.2f}")
+    for variant, values in rates.items():
+        print(f"{variant:<20} {statistics.median(values):>8,.0f}   {ratio(rates, variant, 'bare'):>13.2f}")
     print()
+
+
+#: (what, variant, baseline, goal): each goal is a median of per-round ratios (issue 15 goal 3; issue 11 point 8).
+GOALS = (
+    ("HTTP middleware, cache off, of signature-only", "middleware-nocache", "signature-only", 0.95),
+    ("HTTP middleware, cache on, of bare", "middleware-cache", "bare", 0.95),
+    ("WIMSE middleware, of its ceiling (wimse-ceiling)", "wimse-middleware", "wimse-ceiling", 0.85),
+    ("gRPC interceptor, cache off, of signature-only", "interceptor-nocache", "signature-only", 0.95),
+    ("gRPC interceptor, cache on, of bare", "interceptor-cache", "bare", 0.95),
+)
+
+
+def report_goals(rates: dict[str, list[float]], kind: str) -> None:
+    for what, variant, baseline, goal in GOALS:
+        if what.startswith(kind) and variant in rates and baseline in rates:
+            value = ratio(rates, variant, baseline)
+            rounds = ", ".join(f"{v / b:.2f}" for v, b in zip(rates[variant], rates[baseline], strict=True))
+            verdict = "met" if value >= goal else "NOT met"
+            print(f"goal {what} >= {goal}: {value:.2f} ({verdict}; rounds {rounds})")
 
 
 def main() -> None:
@@ -341,6 +397,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="of load per variant per round")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (HTTP) or calls (gRPC)")
     parser.add_argument("--alg", default="ES256", choices=["ES256", "EdDSA", "RS256"], help="the token's algorithm")
+    parser.add_argument("--variants", help="comma-separated variants to measure (bare always); default: all")
+    parser.add_argument("--no-grpc", action="store_true", help="measure the HTTP variants only")
     parser.add_argument("--serve", nargs=4, metavar=("KIND", "VARIANT", "JWKS", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -368,26 +426,23 @@ def main() -> None:
         jwks_file = str(Path(tmp) / "jwks.json")
         Path(jwks_file).write_text(json.dumps(keys.public_jwks()))
         Path(jwks_file).with_suffix(".wit.json").write_text(json.dumps(wit_keys.public_jwks()))
-        http_ports = {v: start_server("http", v, jwks_file, stack) for v in HTTP_VARIANTS}
-        grpc_ports = {v: start_server("grpc", v, jwks_file, stack) for v in GRPC_VARIANTS}
+        chosen = set(args.variants.split(",")) | {"bare"} if args.variants else {*HTTP_VARIANTS, *GRPC_VARIANTS}
+        http_ports = {v: start_server("http", v, jwks_file, stack) for v in HTTP_VARIANTS if v in chosen}
+        grpc_ports = (
+            {} if args.no_grpc else {v: start_server("grpc", v, jwks_file, stack) for v in GRPC_VARIANTS if v in chosen}
+        )
         requests = {v: Requests(token, (wit, workload_key) if v in WIMSE_VARIANTS else None) for v in HTTP_VARIANTS}
         print(f"{args.alg} token of {len(token)} bytes; {args.rounds} rounds of {args.seconds}s per variant\n")
-        http, wimse = measure(http_load, http_ports, requests, args.rounds, args.seconds, args.connections)
+        http = measure(http_load, http_ports, requests, args.rounds, args.seconds, args.connections)
         report(f"HTTP: uvicorn (1 worker) + Starlette, {args.connections} keep-alive connections", http)
-        grpc_requests = {v: Requests(token) for v in GRPC_VARIANTS}
-        grpc_results, _ = measure(grpc_load, grpc_ports, grpc_requests, args.rounds, args.seconds, args.connections)
-        report(f"gRPC: grpc.aio server, unary, {args.connections} concurrent calls", grpc_results)
-    wimse_ratio = statistics.median(wimse)
-    print(f"WIMSE: wimse-middleware / wimse-ceiling per round: {', '.join(f'{r:.2f}' for r in wimse)}")
-    goals = [
-        ("HTTP middleware, cache off >= 0.6", http["middleware-nocache"][1] >= 0.6),
-        ("HTTP middleware, cache on  >= 0.9", http["middleware-cache"][1] >= 0.9),
-        (f"WIMSE middleware >= 0.85 of its ceiling (median {wimse_ratio:.2f})", wimse_ratio >= 0.85),
-    ]
-    for goal, met in goals:
-        print(f"goal {goal}: {'met' if met else 'NOT met'}")
-    ceiling = http["signature-only"][1]
-    print(f"ceiling of any verifier here (signature-only: the signature check and nothing else): {ceiling:.2f}")
+        grpc = {}
+        if grpc_ports:
+            grpc_requests = {v: Requests(token) for v in grpc_ports}
+            grpc = measure(grpc_load, grpc_ports, grpc_requests, args.rounds, args.seconds, args.connections)
+            report(f"gRPC: grpc.aio server, unary, {args.connections} concurrent calls", grpc)
+    report_goals(http, "HTTP")
+    report_goals(http, "WIMSE")
+    report_goals(grpc, "gRPC")
 
 
 if __name__ == "__main__":

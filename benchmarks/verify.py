@@ -74,7 +74,6 @@ def _functions(alg: Algorithm) -> dict[str, Callable[[], object]]:
     uncached = TxnTokenVerifier(keys, trust_domain=TRUST_DOMAIN, cache_size=0)
     cached = TxnTokenVerifier(keys, trust_domain=TRUST_DOMAIN)
     header = token.encode("ascii")
-    header = token.encode("ascii")
     public = keys.active.verification_key.public_key
     options: jwt.types.Options = {"require": ["iat", "exp", "aud", "txn", "sub", "scope", "req_wl"]}
 

@@ -7,14 +7,14 @@ every carrier follows the same rules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from txtoken.errors import TokenDuplicated, TokenMissing
 
 __all__ = ["carried_token"]
 
 
-def carried_token(values: Iterable[str], *, carrier: str) -> str:
+def carried_token(values: Sequence[str], *, carrier: str) -> str:
     """The one Txn-Token in ``values``, all the values of the carrier named ``carrier`` (§12.1: exactly one).
 
     - No value, or only empty ones: :class:`~txtoken.errors.TokenMissing`.
@@ -24,6 +24,10 @@ def carried_token(values: Iterable[str], *, carrier: str) -> str:
 
     What remains is not checked here: the verifier refuses anything that is not one well-formed token.
     """
+    if len(values) == 1 and "," not in values[0]:  # the usual case, decided without splitting
+        value = values[0].strip(" \t")
+        if value:
+            return value
     members = [member.strip(" \t") for value in values for member in value.split(",")]
     if not any(members):
         raise TokenMissing(f"no {carrier}" if not members else f"the {carrier} is empty")

@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 
 __all__ = ["current_caller", "current_transaction", "require_transaction", "use_transaction"]
 
-_current: ContextVar[VerifiedTxnToken | None] = ContextVar("txtoken_current_transaction", default=None)
-_caller: ContextVar[VerifiedCaller | None] = ContextVar("txtoken_current_caller", default=None)
+# One variable for both, so that entering and leaving a transaction is one set and one reset.
+_State = tuple["VerifiedTxnToken | None", "VerifiedCaller | None"]
+_NONE: _State = (None, None)
+_state: ContextVar[_State] = ContextVar("txtoken_current_transaction", default=_NONE)
 
 
 class _Keep:
@@ -37,38 +39,34 @@ class use_transaction:  # lowercase like contextlib.suppress: callers use it as 
     A class rather than a generator-based context manager: it runs around every request and message.
     """
 
-    __slots__ = ("_caller", "_previous", "_previous_caller", "_reset", "_reset_caller", "_txn")
+    __slots__ = ("_caller", "_previous", "_reset", "_txn")
 
     def __init__(self, txn: VerifiedTxnToken | None, caller: VerifiedCaller | None | _Keep = _KEEP) -> None:
         self._txn = txn
         self._caller = caller
 
     def __enter__(self) -> VerifiedTxnToken | None:
-        self._previous = _current.get()
-        self._previous_caller = _caller.get()
-        self._reset = _current.set(self._txn)
+        previous = self._previous = _state.get()
         caller = self._caller
-        self._reset_caller = _caller.set(self._previous_caller if isinstance(caller, _Keep) else caller)
+        self._reset = _state.set((self._txn, previous[1] if isinstance(caller, _Keep) else caller))
         return self._txn
 
     def __exit__(self, *exc_info: object) -> None:
         try:
-            _caller.reset(self._reset_caller)
-            _current.reset(self._reset)
+            _state.reset(self._reset)
         except ValueError:
             # Exited in another Context than entered (a generator finalized elsewhere): restore by value.
-            _current.set(self._previous)
-            _caller.set(self._previous_caller)
+            _state.set(self._previous)
 
 
 def current_transaction() -> VerifiedTxnToken | None:
     """The verified Txn-Token of the current request, or None outside a transaction."""
-    return _current.get()
+    return _state.get()[0]
 
 
 def require_transaction() -> VerifiedTxnToken:
     """The verified Txn-Token of the current request; raises :class:`~txtoken.errors.NoTransaction` outside one."""
-    txn = _current.get()
+    txn = _state.get()[0]
     if txn is None:
         raise NoTransaction("no Txn-Token in the current context")
     return txn
@@ -77,4 +75,4 @@ def require_transaction() -> VerifiedTxnToken:
 def current_caller() -> VerifiedCaller | None:
     """The authenticated calling workload of the current request (its WIT and WPT verified), or None when the
     service does not check callers or the route did not require one."""
-    return _caller.get()
+    return _state.get()[1]

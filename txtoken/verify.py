@@ -228,33 +228,34 @@ class TxnTokenVerifier:
         """Verify a Txn-Token; raises a :class:`~txtoken.errors.TokenRejected` subclass or ``KeysUnavailable``."""
         observer = telemetry.observer
         if observer is None:
-            return self._verify(token)
+            return self._cached(token) or self._verify(token)
         with observer.operation("verify") as outcome:
-            return _verified(outcome, self._verify(token))
+            return _verified(outcome, self._cached(token) or self._verify(token))
 
     async def averify(self, token: str) -> VerifiedTxnToken:
         """Like :meth:`verify`; a key fetch, if one is needed, is awaited."""
         observer = telemetry.observer
         if observer is None:
-            return await self._averify(token)
+            return self._cached(token) or await self._averify(token)
         with observer.operation("verify") as outcome:
-            return _verified(outcome, await self._averify(token))
+            return _verified(outcome, self._cached(token) or await self._averify(token))
+
+    def _cached(self, token: str) -> VerifiedTxnToken | None:
+        """The token from the cache, while the key it was verified with is still published."""
+        if self.cache is None or len(token) > self._max_token_size:
+            return None
+        cached = self.cache.get(token)
+        if cached is None or self.keys.cached_key(cached.kid) is None:
+            return None
+        return cached
 
     def _verify(self, token: str) -> VerifiedTxnToken:
-        if self.cache is not None and len(token) <= self._max_token_size:
-            cached = self.cache.get(token)
-            if cached is not None and self.keys.cached_key(cached.kid) is not None:  # its key still published
-                return cached
         jws = self._parse(token)
         kid = jws.header.kid or find_sole_kid(self.keys, jws.header.alg)
         key = self.keys.cached_key(kid) or self.keys.fetch_key(kid)
         return self._finish(token, jws, key)
 
     async def _averify(self, token: str) -> VerifiedTxnToken:
-        if self.cache is not None and len(token) <= self._max_token_size:
-            cached = self.cache.get(token)
-            if cached is not None and self.keys.cached_key(cached.kid) is not None:  # its key still published
-                return cached
         jws = self._parse(token)
         kid = jws.header.kid or await afind_sole_kid(self.keys, jws.header.alg)
         key = self.keys.cached_key(kid) or await self.keys.afetch_key(kid)

@@ -23,16 +23,13 @@ from txtoken.errors import (
 from txtoken.policy import Policy
 from txtoken.verify import TxnTokenVerifier
 from txtoken.wimse import WIT_HEADER, WPT_HEADER, CallerVerifier, VerifiedCaller, http_audiences
-from txtoken_asgi.user import TxnUser, credentials_for
+from txtoken_asgi.user import TxnCredentials, TxnUser
 
 __all__ = ["VERIFIER_STATE", "TxnTokenMiddleware", "app_verifier"]
 
 logger = logging.getLogger("txtoken.asgi")
 
 _HEADER = HTTP_HEADER.lower().encode("latin-1")
-_WIT = WIT_HEADER.lower().encode("latin-1")
-_WPT = WPT_HEADER.lower().encode("latin-1")
-_AUTHORIZATION = b"authorization"
 #: WebSocket close code for a refused handshake where the server cannot send an HTTP response (RFC 6455 §7.4.1).
 POLICY_VIOLATION = 1008
 #: The ``app.state`` attribute that, when set, replaces the verifier the app was built with (for every request).
@@ -85,6 +82,11 @@ class TxnTokenMiddleware:
         if callers is not None and not self._service_urls:
             raise ConfigurationError("checking callers needs this service's URLs (service_urls), the WPT audience")
         self._caller_required = caller_required
+        # The headers a caller check reads: the rest are not decoded.
+        bound = () if callers is None else callers.wpt_verifier.other_token_headers
+        self._caller_headers = frozenset(
+            name.lower().encode("latin-1") for name in (WIT_HEADER, WPT_HEADER, HTTP_HEADER, "authorization", *bound)
+        )
         exempt = list(exempt_paths)
         self._exempt = frozenset(p for p in exempt if not p.endswith("*"))
         self._exempt_prefixes = tuple(p[:-1] for p in exempt if p.endswith("*"))
@@ -98,11 +100,12 @@ class TxnTokenMiddleware:
         if path in self._exempt or path.startswith(self._exempt_prefixes):
             await _serve_exempt(self.app, scope, receive, send)
             return
+        headers = scope["headers"]
         try:
-            caller = None if self.callers is None else await self._caller(self.callers, scope)
+            caller = None if self.callers is None else await self._caller(self.callers, scope, headers)
             if caller is not None:  # authenticated, whatever the Txn-Token checks say next
                 scope["txtoken.caller"] = caller
-            txn = await (app_verifier(scope) or self.verifier).averify(_token(scope["headers"]))
+            txn = await (app_verifier(scope) or self.verifier).averify(_token(headers))
             if self.policy is not None:
                 self.policy.authorize_http(
                     txn,
@@ -130,7 +133,7 @@ class TxnTokenMiddleware:
         if caller is not None:
             state["caller"] = caller
         if self._starlette_auth:
-            scope["auth"] = credentials_for(txn)
+            scope["auth"] = TxnCredentials(txn)
             scope["user"] = TxnUser(txn)
         outside, outside_caller = current_transaction(), current_caller()
 
@@ -143,11 +146,14 @@ class TxnTokenMiddleware:
         with use_transaction(txn, caller):
             await self.app(scope, receive, send_outside_transaction)
 
-    async def _caller(self, callers: CallerVerifier, scope: Scope) -> VerifiedCaller | None:
+    async def _caller(
+        self, callers: CallerVerifier, scope: Scope, headers: Iterable[tuple[bytes, bytes]]
+    ) -> VerifiedCaller | None:
         """The calling workload from its WIT and WPT (None when they are absent and not required)."""
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+        wanted = self._caller_headers
         return await callers.averify_http(
-            [(bytes(name).decode("latin-1"), bytes(value).decode("latin-1")) for name, value in scope["headers"]],
+            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers if name in wanted],
             audience=http_audiences(self._service_urls, bytes(raw_path).decode("latin-1")),
             required=self._caller_required,
         )
@@ -182,7 +188,7 @@ async def _serve_exempt(app: ASGIApp, scope: Scope, receive: Receive, send: Send
 
 
 def _token(headers: Iterable[tuple[bytes, bytes]]) -> str:
-    values = [bytes(value).decode("latin-1") for name, value in headers if name == _HEADER]
+    values = [value.decode("latin-1") for name, value in headers if name == _HEADER]
     return carried_token(values, carrier=f"{HTTP_HEADER} header")
 
 

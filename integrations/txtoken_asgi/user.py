@@ -6,7 +6,7 @@ from starlette.authentication import AuthCredentials, BaseUser
 
 from txtoken.verify import VerifiedTxnToken
 
-__all__ = ["TxnUser", "credentials_for"]
+__all__ = ["TxnCredentials", "TxnUser"]
 
 
 class TxnUser(BaseUser):
@@ -31,6 +31,20 @@ class TxnUser(BaseUser):
         return f"TxnUser(sub={self.txn.sub!r}, txn={self.txn.txn!r})"
 
 
-def credentials_for(txn: VerifiedTxnToken) -> AuthCredentials:
-    """Starlette credentials holding the token's scopes."""
-    return AuthCredentials(sorted(txn.scopes))
+class TxnCredentials(AuthCredentials):
+    """Starlette credentials holding the token's scopes, sorted; the list is built on first read (most handlers
+    never read it, and the middleware makes one per request)."""
+
+    def __init__(self, txn: VerifiedTxnToken) -> None:
+        self._txn = txn
+        self._scopes: list[str] | None = None
+
+    @property
+    def scopes(self) -> list[str]:
+        if self._scopes is None:
+            self._scopes = sorted(self._txn.scopes)
+        return self._scopes
+
+    @scopes.setter
+    def scopes(self, scopes: list[str]) -> None:
+        self._scopes = list(scopes)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, HTTPException, WebSocketException, status
+from fastapi import FastAPI
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
@@ -14,34 +13,18 @@ from starlette.requests import HTTPConnection
 from txtoken.carrier import carried_token
 from txtoken.claims import HTTP_HEADER
 from txtoken.context import use_transaction
-from txtoken.errors import InsufficientScope, NoTransaction, TxTokenError
+from txtoken.errors import CallerNotAllowed, InsufficientScope, NoTransaction, TxTokenError, WorkloadAuthRejected
 from txtoken.verify import TxnTokenVerifier, VerifiedTxnToken
 from txtoken_asgi import app_verifier
+from txtoken_fastapi.caller import CALLER_STATE, CallerSecurity
+from txtoken_fastapi.refusal import TxnTokenHTTPException, refusal
 
 __all__ = ["TxnTokenHTTPException", "TxnTokenSecurity", "docs_paths"]
-
-logger = logging.getLogger("txtoken.fastapi")
 
 _DESCRIPTION = (
     "A Txn-Token (OAuth Transaction Token): the compact JWT the Txn-Token Service issued for this transaction, "
     "sent as is in the Txn-Token header."
 )
-
-
-class TxnTokenHTTPException(HTTPException):
-    """A refused Txn-Token as FastAPI's ``HTTPException``.
-
-    The default body is ``{"detail": {"error": code, "error_description": message}}`` with status 401 (plus
-    ``WWW-Authenticate``), 403 or 503. ``error`` is the :class:`~txtoken.errors.TxTokenError` with its stable
-    ``code``; an exception handler registered for this class shapes the body differently.
-    """
-
-    def __init__(self, error: TxTokenError) -> None:
-        headers = {"Cache-Control": "no-store"}
-        if error.http_status == 401:
-            headers["WWW-Authenticate"] = f'{HTTP_HEADER} error="{error.code}"'
-        super().__init__(error.http_status, {"error": error.code, "error_description": error.message}, headers)
-        self.error = error
 
 
 class TxnTokenSecurity(SecurityBase):
@@ -56,6 +39,10 @@ class TxnTokenSecurity(SecurityBase):
     ``WebSocketException`` that closes the handshake with code 1008 and the error code as the reason. The OpenAPI
     document gets an ``apiKey`` scheme for the ``Txn-Token`` header, named ``scheme_name``, with each operation's
     scopes.
+
+    ``callers`` (WIMSE): a :class:`~txtoken_fastapi.CallerSecurity`; the calling workload's WIT and WPT are
+    verified before the Txn-Token (once per request, shared with the routes' ``Security(caller, ...)``), on every
+    request when ``callers.required``, else on those that carry them. The caller is current with the transaction.
     """
 
     def __init__(
@@ -64,8 +51,10 @@ class TxnTokenSecurity(SecurityBase):
         *,
         scheme_name: str = "TxnToken",
         description: str = _DESCRIPTION,
+        callers: CallerSecurity | None = None,
     ) -> None:
         self.verifier = verifier
+        self.callers = callers
         self.scheme_name = scheme_name
         self.model = APIKey.model_validate({"in": APIKeyIn.header, "name": HTTP_HEADER, "description": description})
 
@@ -78,18 +67,18 @@ class TxnTokenSecurity(SecurityBase):
             if missing:
                 raise InsufficientScope(f"missing scope: {' '.join(missing)}")
         except TxTokenError as exc:
-            logger.info("refused a Txn-Token: status=%s code=%s", exc.http_status, exc.code)
-            if connection.scope["type"] == "websocket":
-                raise WebSocketException(status.WS_1008_POLICY_VIOLATION, exc.code) from None
-            raise TxnTokenHTTPException(exc) from None
+            caller_refused = isinstance(exc, WorkloadAuthRejected | CallerNotAllowed)
+            raise refusal(connection, exc, "a caller" if caller_refused else "a Txn-Token") from None
         if not verified_here:
             yield txn
             return
-        with use_transaction(txn):
+        with use_transaction(txn, connection.scope.get(CALLER_STATE)):
             yield txn
 
     async def _transaction(self, connection: HTTPConnection) -> tuple[VerifiedTxnToken, bool]:
-        """The request's verified transaction, and whether this call verified it."""
+        """The request's verified transaction, and whether this call verified it (after the caller, if configured)."""
+        if self.callers is not None:  # WIT, then WPT, then the Txn-Token
+            await self.callers.authenticate(connection, required=self.callers.required)
         txn: VerifiedTxnToken | None = connection.scope.get("txtoken")
         if txn is not None:  # verified by the middleware, or by this dependency earlier in the request
             return txn, False

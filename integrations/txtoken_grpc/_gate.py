@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -55,8 +54,7 @@ def default_binding_extractor(message: Any) -> Mapping[str, Any]:
     raise BindingMismatch("the request message cannot be read for binding; configure a binding extractor")
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(NamedTuple):
     """An admitted call: its verified transaction, its authenticated caller (WIMSE) and the policy rule that
     applies, if any."""
 

@@ -145,10 +145,11 @@ def _sync_behavior(
 ) -> Behavior:
     def prepare(request: Any, context: Any) -> tuple[Admission, Any]:
         admission = _admit(gate, method, context)
-        if not request_streaming:
-            _check(gate, admission, request, context)
-        elif admission.binds_messages:
-            request = _CheckedRequests(gate, admission, request)
+        if admission.binds_messages:
+            if request_streaming:
+                request = _CheckedRequests(gate, admission, request)
+            else:
+                _check(gate, admission, request, context)
         return admission, request
 
     if response_streaming:
@@ -232,9 +233,11 @@ async def _aprepare(
     gate: Gate, method: str, request: Any, context: Any, request_streaming: bool
 ) -> tuple[Admission, Any, Any]:
     admission = await _aadmit(gate, method, context)
+    if not admission.binds_messages:
+        return admission, request, context
     if not request_streaming:
         await _acheck(gate, admission, request, context)
-    elif admission.binds_messages:
+    else:
         request = _achecked(gate, admission, request, context)
         context = _CheckedReads(context, gate, admission)
     return admission, request, context

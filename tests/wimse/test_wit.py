@@ -199,3 +199,14 @@ def test_unreachable_anchors_are_a_503_not_a_refusal(workload: Workload, clock: 
     verifier = WitVerifier(anchors, trust_domain=TRUST_DOMAIN, clock=clock)
     error = raises_exactly(KeysUnavailable, "keys_unavailable", lambda: verifier.verify(workload.wit))
     assert error.http_status == 503
+
+
+def test_a_cached_wit_is_refused_once_its_anchor_key_is_no_longer_published() -> None:
+    """A retired (compromised) trust-anchor key ends the use of the WITs it signed at once, cached ones included."""
+    anchor = SigningKey.generate("ES256")
+    wit = _wit(anchor, exp=NOW + 3600)
+    verifier = WitVerifier(StaticKeySource([anchor.verification_key]), trust_domain=TRUST_DOMAIN, clock=FakeClock(NOW))
+    first = verifier.verify(wit)
+    assert verifier.verify(wit) is first  # from the cache
+    verifier.anchors = StaticKeySource([SigningKey.generate("ES256").verification_key])
+    raises_exactly(WitRejected, "wit_invalid", lambda: verifier.verify(wit))

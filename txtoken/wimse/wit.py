@@ -61,10 +61,13 @@ class VerifiedWit:
     ``repr`` leaves the token out.
     """
 
-    __slots__ = ("claims", "expires_at", "key", "proof_alg", "token", "wth", "workload")
+    __slots__ = ("anchor_kid", "claims", "expires_at", "key", "proof_alg", "token", "wth", "workload")
 
-    def __init__(self, token: str, claims: Mapping[str, Any], key: VerificationKey, proof_alg: str) -> None:
+    def __init__(
+        self, token: str, claims: Mapping[str, Any], key: VerificationKey, proof_alg: str, anchor_kid: str
+    ) -> None:
         self.token = token
+        self.anchor_kid = anchor_kid  # the trust anchor's key that signed it
         self.claims: Mapping[str, Any] = MappingProxyType(dict(claims))
         self.workload: str = claims["sub"]
         self.expires_at: int = claims["exp"]
@@ -176,7 +179,10 @@ class WitVerifier:
     def _cached(self, token: str) -> VerifiedWit | None:
         if self.cache is None or len(token) > self._max_token_size:
             return None
-        return self.cache.get(token)
+        cached = self.cache.get(token)
+        if cached is None or self.anchors.cached_key(cached.anchor_kid) is None:  # its anchor key still published
+            return None
+        return cached
 
     def _parse(self, token: str) -> CompactJws:
         try:
@@ -197,7 +203,7 @@ class WitVerifier:
         check_workload_identifier(claims.get("sub"), self.trust_domain, schemes=self._schemes)
         self._check_times(claims)
         proof_key, proof_alg = _cnf_key(claims, self.proof_algorithms)
-        verified = VerifiedWit(token, claims, proof_key, proof_alg)
+        verified = VerifiedWit(token, claims, proof_key, proof_alg, key.kid)
         if self.cache is not None:
             self.cache.put(verified)
         return verified
