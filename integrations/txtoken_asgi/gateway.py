@@ -15,7 +15,7 @@ from txtoken.claims import HTTP_HEADER
 from txtoken.context import current_transaction, use_transaction
 from txtoken.errors import RequestTooLarge, TxTokenError
 from txtoken.gateway import REFUSALS, EdgeRequest, InboundGateway
-from txtoken_asgi.middleware import _response
+from txtoken_asgi.middleware import refusal_response
 
 __all__ = ["GatewayMiddleware"]
 
@@ -108,6 +108,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _refuse(send: Send, exc: TxTokenError) -> None:
-    status, headers, body = _response(exc, scheme="Bearer")  # RFC 6750 §3
+    status, headers, body = refusal_response(exc, scheme="Bearer")  # RFC 6750 §3
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

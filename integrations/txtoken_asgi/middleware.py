@@ -25,7 +25,7 @@ from txtoken.verify import TxnTokenVerifier
 from txtoken.wimse import WIT_HEADER, WPT_HEADER, CallerVerifier, VerifiedCaller, http_audiences
 from txtoken_asgi.user import TxnCredentials, TxnUser
 
-__all__ = ["VERIFIER_STATE", "TxnTokenMiddleware", "app_verifier"]
+__all__ = ["VERIFIER_STATE", "TxnTokenMiddleware", "app_verifier", "refusal_response"]
 
 logger = logging.getLogger("txtoken.asgi")
 
@@ -201,7 +201,9 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-def _response(exc: TxTokenError, scheme: str = HTTP_HEADER) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def refusal_response(exc: TxTokenError, scheme: str = HTTP_HEADER) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of the answer refusing with ``exc`` (``scheme`` names the ``WWW-Authenticate``
+    challenge of a 401): what the middleware, the gateway and the FastAPI handler send alike."""
     members: dict[str, object] = {"error": exc.code, "error_description": exc.message}
     content_type = b"application/json"
     if isinstance(exc, WorkloadAuthRejected):
@@ -229,7 +231,7 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, exc: TxTokenError)
 
 async def _send_refusal(scope: Scope, send: Send, exc: TxTokenError) -> None:
     """Answer an HTTP request, or a WebSocket handshake whose ``websocket.connect`` was received, with ``exc``."""
-    status, headers, body = _response(exc)
+    status, headers, body = refusal_response(exc)
     if scope["type"] == "http":
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from txtoken.claims import HTTP_HEADER
 from txtoken.errors import TxTokenError
-from txtoken_asgi.middleware import _response
+from txtoken_asgi.middleware import refusal_response
 
 __all__ = ["TxnTokenHTTPException", "problem_details", "refusal"]
 
@@ -49,5 +49,5 @@ async def problem_details(request: Request, exc: TxnTokenHTTPException) -> Respo
     9457 problem-details body (400, ``application/problem+json``, with ``error`` and ``error_description``), every
     other one as ``{"error": code, "error_description": message}``. Register it when building the app:
     ``FastAPI(exception_handlers={TxnTokenHTTPException: problem_details})``."""
-    code, headers, body = _response(exc.error)
+    code, headers, body = refusal_response(exc.error)
     return Response(body, code, headers={name.decode("latin-1"): value.decode("latin-1") for name, value in headers})
