@@ -77,13 +77,16 @@ def is_numeric_date(value: object) -> bool:
 
 def nests_deeper(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether a JSON value nests arrays and objects more than ``limit`` levels deep (iterative: any depth)."""
-    stack = [(value, 1)]
+    if not isinstance(value, dict | list):
+        return False
+    stack = [(value, 1)]  # only objects and arrays: the scalars among the children are skipped as they are met
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
     return False
 
 

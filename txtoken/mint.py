@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,16 +16,20 @@ from txtoken.claims import (
     MAX_JSON_DEPTH,
     TXN_TOKEN_TYP,
     TxnTokenClaims,
+    check_claims,
     is_numeric_date,
     map_legacy_claims,
     nests_deeper,
     validation_summary,
 )
-from txtoken.errors import ConfigurationError, LegacyClaims
+from txtoken.errors import ClaimInvalid, ConfigurationError, LegacyClaims
 from txtoken.keys import KeySet, SigningKey
 from txtoken.verify import DEFAULT_MAX_LIFETIME
 
 __all__ = ["TxnTokenMinter", "encode_jws"]
+
+
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def encode_jws(
@@ -36,19 +41,39 @@ def encode_jws(
     and PyJWT's general path (header merging and sorting, algorithm lookup, its own DER conversion) cost about 16 µs
     per ES256 token on top of the signature (``benchmarks/verify.py --sign`` measures both).
     """
-    header = {**(headers or {}), "alg": key.alg, "typ": typ, "kid": key.kid}
+    header = _header(headers, key.alg, key.kid, typ) if headers else _plain_header(key.alg, key.kid, typ)
+    signing_input = header + b"." + _b64(_COMPACT_JSON.encode(payload))
+    return (signing_input + b"." + base64.urlsafe_b64encode(key.sign(signing_input)).rstrip(b"=")).decode("ascii")
+
+
+def _header(headers: Mapping[str, Any], alg: str, kid: str, typ: str) -> bytes:
+    header = {**headers, "alg": alg, "typ": typ, "kid": kid}
     if not typ:
         del header["typ"]  # an empty typ leaves the member out, as jwt.encode did
-    signing_input = (
-        _b64(json.dumps(header, separators=(",", ":")))
-        + b"."
-        + _b64(json.dumps(payload, separators=(",", ":"), allow_nan=False))
-    )
-    return (signing_input + b"." + base64.urlsafe_b64encode(key.sign(signing_input)).rstrip(b"=")).decode("ascii")
+    return _b64(_COMPACT_JSON.encode(header))
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_header(alg: str, kid: str, typ: str) -> bytes:
+    """The encoded header without extra members: the same for every token of a key and ``typ``."""
+    return _header({}, alg, kid, typ)
 
 
 def _b64(text: str) -> bytes:
     return base64.urlsafe_b64encode(text.encode("utf-8")).rstrip(b"=")
+
+
+def _checked_payload(claims: Mapping[str, Any]) -> dict[str, Any]:
+    """A mapping of claims checked as :class:`TxnTokenClaims` checks them, without the claims set to None, with a
+    one-member ``aud`` array as its string (as :meth:`TxnTokenClaims.to_dict` gives them)."""
+    try:
+        check_claims(claims)
+    except ClaimInvalid as exc:
+        raise ConfigurationError(f"invalid Txn-Token claims: {exc.message}") from None
+    payload = {name: value for name, value in claims.items() if value is not None}
+    if type(payload["aud"]) is list:
+        payload["aud"] = payload["aud"][0]
+    return payload
 
 
 class TxnTokenMinter:
@@ -108,19 +133,29 @@ class TxnTokenMinter:
         except ValidationError as exc:
             raise ConfigurationError(f"invalid Txn-Token claims: {validation_summary(exc)}") from None
 
-    def sign(self, claims: TxnTokenClaims) -> str:
+    def sign(self, claims: TxnTokenClaims | Mapping[str, Any]) -> str:
         """Sign a complete claim set; refuses anything a verifier would refuse (lifetime over the cap, a foreign
         ``aud``, claim names of older drafts, an ``nbf`` that is not a NumericDate, values that are not JSON or nest
-        deeper than :data:`~txtoken.claims.MAX_JSON_DEPTH`)."""
-        lifetime = claims.exp - claims.iat
+        deeper than :data:`~txtoken.claims.MAX_JSON_DEPTH`).
+
+        ``claims`` is the model, or a mapping held to the model's rules by :func:`~txtoken.claims.check_claims`
+        (optional claims set to None are left out): the TTS signs a mapping, which spares it building the model and
+        dumping it again for every token.
+        """
+        values: Iterable[Any]
+        if isinstance(claims, TxnTokenClaims):
+            values = [claims.tctx, claims.rctx, *(claims.model_extra or {}).values()]
+        else:
+            values = claims.values()
+        # Before the model's serialization, which fails on values nested hundreds deep.
+        if any(nests_deeper(value) for value in values if isinstance(value, dict | list)):
+            raise ConfigurationError(f"Txn-Token claims must not nest deeper than {MAX_JSON_DEPTH} levels")
+        payload = claims.to_dict() if isinstance(claims, TxnTokenClaims) else _checked_payload(claims)
+        lifetime = payload["exp"] - payload["iat"]
         if not 0 < lifetime <= self.max_lifetime:
             raise ConfigurationError(f"Txn-Token lifetime must be between 1 and {self.max_lifetime} seconds")
-        if claims.aud != self.trust_domain:
+        if payload["aud"] != self.trust_domain:
             raise ConfigurationError("aud must be this minter's trust domain")
-        values = [claims.tctx, claims.rctx, *(claims.model_extra or {}).values()]
-        if any(nests_deeper(value) for value in values):
-            raise ConfigurationError(f"Txn-Token claims must not nest deeper than {MAX_JSON_DEPTH} levels")
-        payload = claims.to_dict()
         try:
             map_legacy_claims(payload, allow=False)
         except LegacyClaims as exc:
@@ -129,7 +164,7 @@ class TxnTokenMinter:
             raise ConfigurationError("nbf must be a NumericDate")
         try:
             return encode_jws(payload, self.keys.active, typ=TXN_TOKEN_TYP)
-        except ValueError:
+        except (TypeError, ValueError):
             raise ConfigurationError("Txn-Token claims must be JSON values (no NaN or infinity)") from None
 
     def mint(self, **kwargs: Any) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
 from txtoken import KeySet, SigningKey, TxnTokenClaims, TxnTokenMinter, TxnTokenVerifier
@@ -115,3 +117,43 @@ def test_minter_refuses_claims_its_verifier_would_refuse(es256: SigningKey, extr
         lambda: _minter(es256).mint(sub="u", scope="s", req_wl="w", extra=extra),
     )
     assert reason in error.message
+
+
+_claim_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
+    lambda children: st.lists(children, max_size=2) | st.dictionaries(st.text(max_size=2), children, max_size=2),
+    max_leaves=4,
+)
+_edge_values = st.sampled_from(
+    [NOW + 60.5, NOW + 10_000, TRUST_DOMAIN, [TRUST_DOMAIN], [TRUST_DOMAIN, TRUST_DOMAIN], "other.example", "1"]
+)
+
+
+def _signed_payload(sign: Callable[[], str]) -> dict[str, Any] | str:
+    """The payload ``sign`` signs (its signature is not compared: ECDSA's is randomized), or its refusal's code."""
+    try:
+        return dict(json.loads(b64url_decode(sign().split(".")[1])))
+    except ConfigurationError as exc:
+        return exc.code
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from([*claims(), "iss", "nbf", "purp", "act", "exp"]), _claim_values | _edge_values, max_size=3
+    ),
+    st.sets(st.sampled_from(sorted(claims())), max_size=2),
+)
+def test_a_mapping_is_signed_as_the_model_is(overrides: dict[str, Any], removed: set[str]) -> None:
+    """The TTS signs a plain mapping (no model built): it must be refused and signed exactly as the model is."""
+    data = {k: v for k, v in {**claims(), **overrides}.items() if k not in removed}
+    minter = _minter(SigningKey.generate())
+
+    def via_model() -> str:
+        try:
+            model = TxnTokenClaims.model_validate(data)
+        except ValidationError:
+            raise ConfigurationError("invalid") from None
+        return minter.sign(model)
+
+    assert _signed_payload(lambda: minter.sign(data)) == _signed_payload(via_model)

@@ -82,3 +82,24 @@ def test_everything_the_minter_signs_the_verifier_accepts(tctx: dict[str, Any], 
     verified = verifier(key).verify(tok)
     assert (verified.tctx, verified.rctx) == (tctx, rctx)
     assert verified.claims.iat == NOW
+
+
+def _depth(value: Any) -> int:
+    """The nesting depth by its definition: 0 for a scalar, 1 + the deepest child for an object or array."""
+    if isinstance(value, dict | list):
+        children = value.values() if isinstance(value, dict) else value
+        return 1 + max((_depth(child) for child in children), default=0)
+    return 0
+
+
+_any_json = st.recursive(
+    st.none() | st.integers() | st.text(max_size=2),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=2), children, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_any_json, st.integers(min_value=0, max_value=6))
+def test_nests_deeper_is_depth_over_the_limit(value: Any, limit: int) -> None:
+    assert nests_deeper(value, limit) == (_depth(value) > limit)

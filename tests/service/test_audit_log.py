@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from txtoken.claims import TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_UNSIGNED_JSON
 from txtoken.errors import TokenServiceError, TxTokenError
@@ -188,3 +189,27 @@ def test_refusal_before_the_exchange_is_logged_with_method_path_status_code(
     assert fields == {"method": "POST", "path": "/token", "status": 400, "code": "invalid_request"}
     assert form["subject_token"] not in record.getMessage()
     assert not _audit_lines(caplog)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text() | st.booleans() | st.integers())
+def test_message_values_are_written_as_json_dumps_writes_them(value: str | bool | int) -> None:
+    """The message's ``name=value`` pairs: each value exactly as ``json.dumps`` writes it (quotes, escapes)."""
+    logger = logging.getLogger("tests.audit.values")
+    handler = _Collect()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        AuditLog(logger).refused(AuditRecord(scope=value), TokenServiceError("refused"))  # type: ignore[arg-type]
+    finally:
+        logger.removeHandler(handler)
+    assert f" scope={json.dumps(value)} " in handler.records[0].getMessage() + " "

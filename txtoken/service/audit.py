@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 
 from txtoken.errors import TokenServiceError
 
@@ -23,6 +24,16 @@ AUDIT_LOGGER = "txtoken.audit"
 def token_digest(token: str) -> str:
     """Hex SHA-256 of a token, to correlate logs with a token without logging it."""
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def _json(value: object) -> str:
+    """``json.dumps`` of an audit field's value (a string, an integer or a boolean) at a third of its cost: an audit
+    line is written for every token."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return encode_basestring_ascii(value)  # what json.dumps writes for a string
+    return json.dumps(value)
 
 
 @dataclass(slots=True)
@@ -53,7 +64,7 @@ class AuditLog:
             "scope": record.scope,
             "replacement": record.replacement,
         }
-        details = " ".join(f"{name}={json.dumps(value)}" for name, value in extra.items() if value is not None)
+        details = " ".join(f"{name}={_json(value)}" for name, value in extra.items() if value is not None)
         self._logger.info("%s: %s", summary, details, extra=extra)
 
     def issued(self, record: AuditRecord, token: str) -> None:

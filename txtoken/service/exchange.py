@@ -14,9 +14,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from txtoken import telemetry
 from txtoken.claims import (
@@ -24,10 +21,11 @@ from txtoken.claims import (
     MAX_JSON_DEPTH,
     TOKEN_TYPE_TXN_TOKEN,
     TxnTokenClaims,
+    check_claims,
     nests_deeper,
-    validation_summary,
 )
 from txtoken.errors import (
+    ClaimInvalid,
     InvalidRequest,
     InvalidTarget,
     KeysUnavailable,
@@ -40,12 +38,13 @@ from txtoken.errors import (
 from txtoken.mint import TxnTokenMinter
 from txtoken.service.audit import AuditLog, AuditRecord
 from txtoken.service.config import SUBJECT_TOKEN_TYPES, ServiceSettings
+from txtoken.service.form import form_pairs
 from txtoken.service.keystore import KeyStore
 from txtoken.service.policy import Workload, parse_scope
 from txtoken.service.requester import RequesterAuthenticator
 from txtoken.service.subjects import Subject, SubjectProfiles, SubjectRequest, strict_json_object
 
-__all__ = ["CHAIN_CLAIM", "IssuedToken", "TokenExchange", "TokenExchangeForm", "parse_form"]
+__all__ = ["CHAIN_CLAIM", "FORM_PARAMETERS", "IssuedToken", "TokenExchange", "parse_form"]
 
 #: The claim that keeps the call chain of requesting workloads on replacement (§13.15): the ``req_wl`` of every
 #: earlier token of the transaction, oldest first; the current requester is ``req_wl``. Absent on a first issuance.
@@ -54,50 +53,44 @@ _KNOWN_TYPES = frozenset(SUBJECT_TOKEN_TYPES.values())
 _SHORT_TYPES = {urn: name for name, urn in SUBJECT_TOKEN_TYPES.items()}
 
 
-class TokenExchangeForm(BaseModel):
-    """The parameters of a Txn-Token request this TTS understands; others are ignored (RFC 6749 §3.2)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    grant_type: str | None = None
-    requested_token_type: str | None = None
-    audience: str | None = None
-    scope: str | None = None
-    subject_token: str | None = Field(default=None, repr=False)
-    subject_token_type: str | None = None
-    request_context: str | None = None
-    request_details: str | None = None
-    client_assertion: str | None = Field(default=None, repr=False)
-    client_assertion_type: str | None = None
-    client_id: str | None = None
-    resource: str | None = None
-    actor_token: str | None = Field(default=None, repr=False)
-    actor_token_type: str | None = None
-
-
-_FORM_FIELDS = frozenset(TokenExchangeForm.model_fields)
+#: The parameters of a Txn-Token request this TTS understands; others are ignored (RFC 6749 §3.2).
+FORM_PARAMETERS = frozenset(
+    {
+        "grant_type",
+        "requested_token_type",
+        "audience",
+        "scope",
+        "subject_token",
+        "subject_token_type",
+        "request_context",
+        "request_details",
+        "client_assertion",
+        "client_assertion_type",
+        "client_id",
+        "resource",
+        "actor_token",
+        "actor_token_type",
+    }
+)
+_MAX_FIELDS = 64
 _NOT_IN_PROFILE = ("resource", "actor_token", "actor_token_type")
 
 
-def parse_form(body: bytes) -> TokenExchangeForm:
-    """Parse an ``application/x-www-form-urlencoded`` body; a repeated parameter is refused (RFC 6749 §3.2)."""
+def parse_form(body: bytes) -> dict[str, str]:
+    """The :data:`FORM_PARAMETERS` of an ``application/x-www-form-urlencoded`` body, by name; a repeated parameter
+    is refused (RFC 6749 §3.2), as is a body that is not a form."""
     try:
-        pairs = parse_qsl(
-            body.decode("utf-8"), keep_blank_values=True, strict_parsing=True, max_num_fields=64, errors="strict"
-        )
+        pairs = form_pairs(body, max_fields=_MAX_FIELDS)
     except ValueError:
         raise InvalidRequest("the body is not a valid form") from None
     values: dict[str, str] = {}
     for name, value in pairs:
-        if name not in _FORM_FIELDS:
+        if name not in FORM_PARAMETERS:
             continue
         if name in values:
             raise InvalidRequest(f"{name} is repeated")
         values[name] = value
-    try:
-        return TokenExchangeForm(**values)
-    except ValidationError as exc:
-        raise InvalidRequest(validation_summary(exc)) from None
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +107,15 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _required(form: TokenExchangeForm, name: str) -> str:
-    value = getattr(form, name)
-    if not isinstance(value, str) or not value:
+def _required(form: Mapping[str, str], name: str) -> str:
+    value = form.get(name)
+    if not value:
         raise InvalidRequest(f"{name} is missing")
     return value
 
 
-def _context(form: TokenExchangeForm, name: str) -> dict[str, Any]:
-    text = getattr(form, name)
+def _context(form: Mapping[str, str], name: str) -> dict[str, Any]:
+    text = form.get(name)
     value = {} if text is None else strict_json_object(text, name)
     if nests_deeper(value):
         raise InvalidRequest(f"{name} nests deeper than {MAX_JSON_DEPTH} levels")
@@ -192,14 +185,14 @@ class TokenExchange:
     ) -> IssuedToken:
         now = self._clock()
         form = parse_form(body)
-        workload = (await self._authn.authenticate(form.model_dump(exclude_none=True), headers, peer, now)).workload
+        workload = (await self._authn.authenticate(form, headers, peer, now)).workload
         record.req_wl = workload.id
 
         grant_type = _required(form, "grant_type")
         if grant_type != GRANT_TYPE_TOKEN_EXCHANGE:
             raise UnsupportedGrantType("grant_type must be token-exchange")
         for name in _NOT_IN_PROFILE:
-            if getattr(form, name) is not None:
+            if name in form:
                 raise InvalidRequest(f"{name} is not part of the Txn-Token profile")
         if _required(form, "requested_token_type") != TOKEN_TYPE_TXN_TOKEN:
             raise InvalidRequest("requested_token_type must be txn_token")
@@ -240,9 +233,9 @@ class TokenExchange:
                 f"the Txn-Token would be {len(token)} bytes, over the budget of {self._settings.max_token_size}: "
                 "send less request_context or request_details"
             )
-        record.txn = claims.txn
+        record.txn = claims["txn"]
         scope = " ".join(requested)
-        return IssuedToken(token, int(claims.exp - claims.iat), scope, scope != form.scope)
+        return IssuedToken(token, int(claims["exp"] - claims["iat"]), scope, scope != form["scope"])
 
     @staticmethod
     async def _validate(validate: Callable[[SubjectRequest], Awaitable[Subject]], request: SubjectRequest) -> Subject:
@@ -263,7 +256,7 @@ class TokenExchange:
         rctx_in: dict[str, Any],
         tctx_in: dict[str, Any],
         iat: int,
-    ) -> TxnTokenClaims:
+    ) -> dict[str, Any]:
         data: dict[str, Any] = {
             "iat": iat,
             "aud": audience,
@@ -297,9 +290,10 @@ class TokenExchange:
         if tctx:
             data["tctx"] = tctx
         try:
-            return TxnTokenClaims.model_validate(data)
-        except ValidationError as exc:
-            raise InvalidRequest(f"the Txn-Token claims are invalid: {validation_summary(exc)}") from None
+            check_claims(data)  # the rules of TxnTokenClaims, without building the model
+        except ClaimInvalid as exc:
+            raise InvalidRequest(f"the Txn-Token claims are invalid: {exc.message}") from None
+        return data
 
     @staticmethod
     def _merge(

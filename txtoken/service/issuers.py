@@ -9,7 +9,7 @@ assertions (who is calling) and as subject tokens (a workload-initiated transact
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
@@ -26,6 +26,7 @@ __all__ = ["KIND_RULES", "IssuerRegistry", "KindRules", "TrustedIssuer"]
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _PLAIN_JWT = frozenset({NO_TYP, "jwt"})
+_MAX_JWT_RULES = 16
 
 
 class KindRules:
@@ -152,10 +153,14 @@ class TrustedIssuer:
     keys: KeySource
     rules: KindRules
     cache: VerifiedJwtCache | None = None
+    algorithms: frozenset[str] = field(init=False)
+    # The JwtRules of each way this issuer's tokens are checked: a handful, from the configuration.
+    _jwt_rules: dict[tuple[frozenset[str], frozenset[str], int, bool], JwtRules] = field(
+        init=False, default_factory=dict, repr=False
+    )
 
-    @property
-    def algorithms(self) -> frozenset[str]:
-        return frozenset(self.config.algorithms)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "algorithms", frozenset(self.config.algorithms))
 
     @property
     def assertion_max_lifetime(self) -> int:
@@ -175,14 +180,19 @@ class TrustedIssuer:
     ) -> dict[str, Any]:
         """Verify a token of this issuer: signature, ``typ``, times, audience, kind rules, allowed claims; a client
         assertion (``as_assertion``) also within :attr:`assertion_max_lifetime` and for one audience only."""
-        rules = JwtRules(
-            typs or self.rules.typs,
-            audiences,
-            self.rules.required,
-            leeway,
-            max_lifetime=self.assertion_max_lifetime if as_assertion else None,
-            sole_audience=as_assertion,
-        )
+        key = (typs or self.rules.typs, audiences, leeway, as_assertion)
+        rules = self._jwt_rules.get(key)
+        if rules is None:
+            rules = JwtRules(
+                key[0],
+                audiences,
+                self.rules.required,
+                leeway,
+                max_lifetime=self.assertion_max_lifetime if as_assertion else None,
+                sole_audience=as_assertion,
+            )
+            if len(self._jwt_rules) < _MAX_JWT_RULES:
+                self._jwt_rules[key] = rules
         claims = await verify_jwt(
             jws, keys=self.keys, algorithms=self.algorithms, rules=rules, now=now, cache=self.cache
         )
