@@ -413,7 +413,7 @@ VARIANTS = {
 }
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux ``/proc``; 0 where it cannot be read)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
@@ -447,12 +447,12 @@ async def measure(
     for _ in range(args.rounds):
         for name, (path, server) in variants.items():
             request = request_of(name, path)
-            cpu = _cpu_seconds(server_pid)
+            cpu = cpu_seconds(server_pid)
             run = await closed_loop(
                 ports[server], request, concurrency=args.concurrency, count=10**9, seconds=args.seconds
             )
             if server == "one":
-                run.server_cpu_us = (_cpu_seconds(server_pid) - cpu) / run.requests * 1e6
+                run.server_cpu_us = (cpu_seconds(server_pid) - cpu) / run.requests * 1e6
             results[name].append(run)
     half = statistics.median(r.rate for r in results["token"]) / 2
     for name, path in ((HALF_PEAK_BARE, "/bare"), (HALF_PEAK, "/token")):

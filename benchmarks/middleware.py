@@ -42,7 +42,6 @@ import argparse
 import asyncio
 import contextvars
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -53,6 +52,10 @@ from collections.abc import Callable, Coroutine
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NamedTuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.issue import cpu_seconds
 
 TRUST_DOMAIN = "bench.example"
 HTTP_VARIANTS = (
@@ -425,15 +428,6 @@ def report_goals(measured: Measured, kind: str) -> None:
             rounds = ", ".join(f"{v / b:.2f}" for v, b in zip(values[variant], values[baseline], strict=True))
             verdict = "met" if value >= goal else "NOT met"
             print(f"goal {what} >= {goal}, by {measure_name}: {value:.2f} ({verdict}; rounds {rounds})")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux ``/proc``; 0 where it cannot be read)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
