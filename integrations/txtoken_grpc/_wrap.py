@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["wrap_handler"]
 
 Behavior = Callable[..., Any]
+_Admitted = tuple[Admission, Any, Any]
 
 
 def wrap_handler(handler: Handler, method: str, gate: Gate, *, aio: bool) -> Handler:
@@ -191,11 +192,19 @@ async def _aabort(context: Any, exc: TxTokenError, method: str) -> NoReturn:
     raise AssertionError("ServicerContext.abort returned")  # pragma: no cover
 
 
-async def _aadmit(gate: Gate, method: str, context: Any) -> Admission:
+async def _aadmit(gate: Gate, method: str, request: Any, context: Any, request_streaming: bool) -> _Admitted:
+    """The admission of the call, and its request (stream) and context, checked message by message when a rule
+    binds messages."""
     try:
-        return await gate.aadmit(method, context.invocation_metadata())
+        admission = await gate.aadmit(method, context.invocation_metadata())
     except TxTokenError as exc:
         await _aabort(context, exc, method)
+    if not admission.binds_messages:  # the usual case, without another coroutine
+        return admission, request, context
+    if not request_streaming:
+        await _acheck(gate, admission, request, context)
+        return admission, request, context
+    return admission, _achecked(gate, admission, request, context), _CheckedReads(context, gate, admission)
 
 
 async def _acheck(gate: Gate, admission: Admission, message: Any, context: Any) -> None:
@@ -229,23 +238,9 @@ class _CheckedReads:
         return message
 
 
-async def _aprepare(
-    gate: Gate, method: str, request: Any, context: Any, request_streaming: bool
-) -> tuple[Admission, Any, Any]:
-    admission = await _aadmit(gate, method, context)
-    if not admission.binds_messages:
-        return admission, request, context
-    if not request_streaming:
-        await _acheck(gate, admission, request, context)
-    else:
-        request = _achecked(gate, admission, request, context)
-        context = _CheckedReads(context, gate, admission)
-    return admission, request, context
-
-
 def _coroutine_behavior(gate: Gate, method: str, inner: Behavior, request_streaming: bool) -> Behavior:
     async def behavior(request: Any, context: Any) -> Any:
-        admission, request, context = await _aprepare(gate, method, request, context, request_streaming)
+        admission, request, context = await _aadmit(gate, method, request, context, request_streaming)
         with use_transaction(admission.txn, admission.caller):
             return await inner(request, context)
 
@@ -254,7 +249,7 @@ def _coroutine_behavior(gate: Gate, method: str, inner: Behavior, request_stream
 
 def _async_generator_behavior(gate: Gate, method: str, inner: Behavior, request_streaming: bool) -> Behavior:
     async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
-        admission, request, context = await _aprepare(gate, method, request, context, request_streaming)
+        admission, request, context = await _aadmit(gate, method, request, context, request_streaming)
         txn, caller = admission.txn, admission.caller
         with use_transaction(txn, caller):
             responses = inner(request, context)
