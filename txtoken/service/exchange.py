@@ -38,13 +38,13 @@ from txtoken.errors import (
 from txtoken.mint import TxnTokenMinter
 from txtoken.service.audit import AuditLog, AuditRecord
 from txtoken.service.config import SUBJECT_TOKEN_TYPES, ServiceSettings
-from txtoken.service.form import form_pairs
+from txtoken.service.form import parse_form
 from txtoken.service.keystore import KeyStore
 from txtoken.service.policy import Workload, parse_scope
 from txtoken.service.requester import RequesterAuthenticator
 from txtoken.service.subjects import Subject, SubjectProfiles, SubjectRequest, strict_json_object
 
-__all__ = ["CHAIN_CLAIM", "FORM_PARAMETERS", "IssuedToken", "TokenExchange", "parse_form"]
+__all__ = ["CHAIN_CLAIM", "FORM_PARAMETERS", "IssuedToken", "TokenExchange"]
 
 #: The claim that keeps the call chain of requesting workloads on replacement (§13.15): the ``req_wl`` of every
 #: earlier token of the transaction, oldest first; the current requester is ``req_wl``. Absent on a first issuance.
@@ -74,23 +74,6 @@ FORM_PARAMETERS = frozenset(
 )
 _MAX_FIELDS = 64
 _NOT_IN_PROFILE = ("resource", "actor_token", "actor_token_type")
-
-
-def parse_form(body: bytes) -> dict[str, str]:
-    """The :data:`FORM_PARAMETERS` of an ``application/x-www-form-urlencoded`` body, by name; a repeated parameter
-    is refused (RFC 6749 §3.2), as is a body that is not a form."""
-    try:
-        pairs = form_pairs(body, max_fields=_MAX_FIELDS)
-    except ValueError:
-        raise InvalidRequest("the body is not a valid form") from None
-    values: dict[str, str] = {}
-    for name, value in pairs:
-        if name not in FORM_PARAMETERS:
-            continue
-        if name in values:
-            raise InvalidRequest(f"{name} is repeated")
-        values[name] = value
-    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +167,7 @@ class TokenExchange:
         self, body: bytes, headers: Mapping[str, Sequence[str]], peer: str | None, record: AuditRecord
     ) -> IssuedToken:
         now = self._clock()
-        form = parse_form(body)
+        form = parse_form(body, FORM_PARAMETERS, max_fields=_MAX_FIELDS)
         workload = (await self._authn.authenticate(form, headers, peer, now)).workload
         record.req_wl = workload.id
 

@@ -4,11 +4,13 @@
 ``strict_parsing`` and ``errors="strict"`` (a test compares the two on generated bodies), at about half its cost:
 it percent-decodes a value in one call instead of per ASCII run, and looks the protocol's URNs up in a table of
 their encodings (every token request carries three or four, each with six escapes). The token endpoint parses one
-form per token, and ``parse_qsl`` was its largest cost after the signature (``benchmarks/issue.py``).
+form per token, and ``parse_qsl`` was its largest cost after the signature (``benchmarks/issue.py``). :func:`parse_form`
+keeps the fields an endpoint reads (the token endpoint and the WIT endpoint alike).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from urllib.parse import quote_plus, unquote_to_bytes
 
 from txtoken.claims import (
@@ -21,8 +23,9 @@ from txtoken.claims import (
     TOKEN_TYPE_TXN_TOKEN,
     TOKEN_TYPE_UNSIGNED_JSON,
 )
+from txtoken.errors import InvalidRequest
 
-__all__ = ["form_pairs"]
+__all__ = ["form_pairs", "parse_form"]
 
 _URNS = (
     GRANT_TYPE_TOKEN_EXCHANGE,
@@ -63,3 +66,20 @@ def form_pairs(body: bytes, *, max_fields: int) -> list[tuple[str, str]]:
             raise ValueError("a field without '='")
         pairs.append((_unquote(name), _unquote(value)))
     return pairs
+
+
+def parse_form(body: bytes, fields: Collection[str], *, max_fields: int) -> dict[str, str]:
+    """The ``fields`` of a form body, by name (others are ignored); a repeated one is refused (RFC 6749 §3.2), as is
+    a body that is not a form: :class:`~txtoken.errors.InvalidRequest`, naming neither a value nor the body."""
+    try:
+        pairs = form_pairs(body, max_fields=max_fields)
+    except ValueError:
+        raise InvalidRequest("the body is not a valid form") from None
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in fields:
+            continue
+        if name in values:
+            raise InvalidRequest(f"{name} is repeated")
+        values[name] = value
+    return values

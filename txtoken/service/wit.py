@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
 
 from txtoken.errors import (
     InvalidRequest,
@@ -25,6 +24,7 @@ from txtoken.errors import (
 )
 from txtoken.replay import ReplayStore
 from txtoken.service.config import ServiceSettings
+from txtoken.service.form import parse_form
 from txtoken.service.keystore import KeyStore
 from txtoken.service.requester import RequesterAuthenticator
 from txtoken.wimse.identifier import check_workload_identifier
@@ -41,20 +41,6 @@ class IssuedWit:
     token: str = field(repr=False)
     workload: str
     expires_in: int
-
-
-def _parse(body: bytes) -> dict[str, str]:
-    try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True, max_num_fields=16)
-    except ValueError:
-        raise InvalidRequest("the body is not a valid form") from None
-    values: dict[str, str] = {}
-    for name, value in pairs:
-        if name in _FIELDS:
-            if name in values:
-                raise InvalidRequest(f"{name} is repeated")
-            values[name] = value
-    return values
 
 
 class WitIssuance:
@@ -86,7 +72,7 @@ class WitIssuance:
 
     async def issue(self, body: bytes, headers: Mapping[str, Sequence[str]], peer: str | None) -> IssuedWit:
         """Handle one request; raises a :class:`~txtoken.errors.TokenServiceError` subclass on refusal."""
-        form = _parse(body)
+        form = parse_form(body, _FIELDS, max_fields=16)
         proof = form.pop("proof", None)
         workload = (await self._authn.authenticate(form, headers, peer, self._clock())).workload
         try:
