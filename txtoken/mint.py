@@ -150,7 +150,11 @@ class TxnTokenMinter:
         # Before the model's serialization, which fails on values nested hundreds deep.
         if any(nests_deeper(value) for value in values if isinstance(value, dict | list)):
             raise ConfigurationError(f"Txn-Token claims must not nest deeper than {MAX_JSON_DEPTH} levels")
-        payload = claims.to_dict() if isinstance(claims, TxnTokenClaims) else _checked_payload(claims)
+        # The model's values as given (not its JSON mode, which turns NaN and infinity into null): the encoder below
+        # refuses what is not JSON, for the model and a mapping alike.
+        payload = (
+            claims.model_dump(exclude_none=True) if isinstance(claims, TxnTokenClaims) else _checked_payload(claims)
+        )
         lifetime = payload["exp"] - payload["iat"]
         if not 0 < lifetime <= self.max_lifetime:
             raise ConfigurationError(f"Txn-Token lifetime must be between 1 and {self.max_lifetime} seconds")

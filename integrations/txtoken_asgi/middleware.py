@@ -153,7 +153,7 @@ class TxnTokenMiddleware:
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         wanted = self._caller_headers
         return await callers.averify_http(
-            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers if name in wanted],
+            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers if bytes(name) in wanted],
             audience=http_audiences(self._service_urls, bytes(raw_path).decode("latin-1")),
             required=self._caller_required,
         )
