@@ -527,8 +527,8 @@ def report(results: dict[str, list[Result]], args: argparse.Namespace, token_byt
         f"Command: `{command}`",
         "",
         f"Machine: {platform.machine()}, {_cpus()} CPU(s), Python {platform.python_version()}, {platform.system()}"
-        " (the server and the load generator share the CPUs); measured under load (load average "
-        f"{os.getloadavg()[0]:.1f} at the end of the run).",
+        " (the server and the load generator share the CPUs); load average "
+        f"{os.getloadavg()[0]:.1f} at the end of the run, the benchmark's own processes included.",
         "",
         *rows,
         "",
