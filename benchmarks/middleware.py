@@ -33,7 +33,10 @@ noisy, so the variants are measured interleaved in rounds, and each ratio is the
 It prints whether each goal is met (issue 15: a hop at 0.95 of its ceiling; issue 11: WIMSE at 0.85 of its own).
 
     .venv/bin/python benchmarks/middleware.py [--rounds 5] [--seconds 1.0] [--connections 32]
-        [--variants bare,wimse-ceiling,wimse-middleware] [--no-grpc]
+        [--variants bare,wimse-ceiling,wimse-middleware] [--no-grpc] [--before DIR]
+
+``--before DIR`` (a source tree, e.g. ``git worktree add --detach /tmp/before <commit>``) also serves the txtoken
+variants with that tree's code, as ``<variant>@before``, in the same rounds: what a change bought, in one run.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import argparse
 import asyncio
 import contextvars
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -53,9 +57,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NamedTuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.issue import cpu_seconds
+ROOT = Path(__file__).resolve().parent.parent
 
 TRUST_DOMAIN = "bench.example"
 HTTP_VARIANTS = (
@@ -70,6 +72,11 @@ HTTP_VARIANTS = (
     "wimse-middleware",
 )
 WIMSE_VARIANTS = ("wimse-ceiling", "wimse-middleware")
+#: The variants whose server runs txtoken's middleware or interceptor (``--before`` serves them from another tree too).
+TXTOKEN_VARIANTS = frozenset(
+    {"middleware-nocache", "middleware-cache", "wimse-middleware", "interceptor-nocache", "interceptor-cache"}
+)
+BEFORE = "@before"
 WPT_LIFETIME = 10  # seconds: each run's proofs are made just before it, and the replay store stays small
 GRPC_VARIANTS = ("bare", "signature-only", "noop-interceptor", "interceptor-nocache", "interceptor-cache")
 GRPC_METHOD = "/bench.Echo/Unary"
@@ -225,6 +232,7 @@ async def serve_grpc(variant: str, jwks: str, port: int) -> None:
 
 
 def serve(kind: str, variant: str, jwks_file: str, port: int) -> None:
+    variant = variant.removesuffix(BEFORE)
     jwks = Path(jwks_file).read_text()
     if kind == "grpc":
         asyncio.run(serve_grpc(variant, jwks, port))
@@ -329,10 +337,14 @@ class Server(NamedTuple):
     pid: int
 
 
-def start_server(kind: str, variant: str, jwks_file: str, stack: ExitStack) -> Server:
+def start_server(kind: str, variant: str, jwks_file: str, stack: ExitStack, before: str | None = None) -> Server:
+    """A server for ``variant``; one whose name ends in ``@before`` runs the txtoken of the source tree ``before``."""
     port = free_port()
     args = [sys.executable, __file__, "--serve", kind, variant, jwks_file, str(port)]
-    process = subprocess.Popen(args)  # noqa: S603 - our own script, fixed arguments
+    env = None
+    if variant.endswith(BEFORE) and before is not None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([before, str(Path(before) / "integrations")])}
+    process = subprocess.Popen(args, env=env)  # noqa: S603 - our own script, fixed arguments
     stack.callback(process.wait, 10)
     stack.callback(process.terminate)
     deadline = time.monotonic() + 20
@@ -369,6 +381,10 @@ def measure(
 ) -> Measured:
     """Each variant in each round, the variants interleaved in each round. The server's CPU time per request is
     read from ``/proc``: other processes' load changes it far less than it changes the rate."""
+    if str(ROOT) not in sys.path:  # not at import: a server's txtoken may come from another tree (--before)
+        sys.path.append(str(ROOT))
+    from benchmarks.issue import cpu_seconds
+
     measured = Measured({variant: [] for variant in servers}, {variant: [] for variant in servers})
 
     def run(variant: str, duration: float) -> tuple[float, float]:
@@ -417,8 +433,12 @@ GOALS = (
 
 
 def report_goals(measured: Measured, kind: str) -> None:
-    """Each goal of ``kind`` by rate (the goal's measure) and by the servers' CPU time per request."""
-    for what, variant, baseline, goal in GOALS:
+    """Each goal of ``kind`` by rate (the goal's measure) and by the servers' CPU time per request; with ``--before``,
+    also for the variants served from that tree."""
+    for what, variant, baseline, goal in [
+        *GOALS,
+        *((f"{what} ({BEFORE[1:]})", f"{variant}{BEFORE}", baseline, goal) for what, variant, baseline, goal in GOALS),
+    ]:
         if not what.startswith(kind) or variant not in measured.rates or baseline not in measured.rates:
             continue
         for measure_name, values in (("rate", measured.rates), ("server CPU", measured.cpu_rates)):
@@ -438,6 +458,12 @@ def main() -> None:
     parser.add_argument("--alg", default="ES256", choices=["ES256", "EdDSA", "RS256"], help="the token's algorithm")
     parser.add_argument("--variants", help="comma-separated variants to measure (bare always); default: all")
     parser.add_argument("--no-grpc", action="store_true", help="measure the HTTP variants only")
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="a source tree of txtoken (e.g. a git worktree of an earlier commit): its middleware and interceptor "
+        "variants run too, as <variant>@before, in the same rounds",
+    )
     parser.add_argument("--serve", nargs=4, metavar=("KIND", "VARIANT", "JWKS", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -466,11 +492,17 @@ def main() -> None:
         Path(jwks_file).write_text(json.dumps(keys.public_jwks()))
         Path(jwks_file).with_suffix(".wit.json").write_text(json.dumps(wit_keys.public_jwks()))
         chosen = set(args.variants.split(",")) | {"bare"} if args.variants else {*HTTP_VARIANTS, *GRPC_VARIANTS}
-        http_servers = {v: start_server("http", v, jwks_file, stack) for v in HTTP_VARIANTS if v in chosen}
-        grpc_servers = (
-            {} if args.no_grpc else {v: start_server("grpc", v, jwks_file, stack) for v in GRPC_VARIANTS if v in chosen}
-        )
-        requests = {v: Requests(token, (wit, workload_key) if v in WIMSE_VARIANTS else None) for v in HTTP_VARIANTS}
+        http_variants = [v for v in HTTP_VARIANTS if v in chosen]
+        grpc_variants = [] if args.no_grpc else [v for v in GRPC_VARIANTS if v in chosen]
+        if args.before:
+            http_variants += [v + BEFORE for v in http_variants if v in TXTOKEN_VARIANTS]
+            grpc_variants += [v + BEFORE for v in grpc_variants if v in TXTOKEN_VARIANTS]
+        http_servers = {v: start_server("http", v, jwks_file, stack, args.before) for v in http_variants}
+        grpc_servers = {v: start_server("grpc", v, jwks_file, stack, args.before) for v in grpc_variants}
+        requests = {
+            v: Requests(token, (wit, workload_key) if v.removesuffix(BEFORE) in WIMSE_VARIANTS else None)
+            for v in http_variants
+        }
         print(f"{args.alg} token of {len(token)} bytes; {args.rounds} rounds of {args.seconds}s per variant\n")
         http = measure(http_load, http_servers, requests, args.rounds, args.seconds, args.connections)
         report(f"HTTP: uvicorn (1 worker) + Starlette, {args.connections} keep-alive connections", http)
