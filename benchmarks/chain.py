@@ -52,7 +52,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.issue import Connection, Result, closed_loop  # noqa: E402 - after the path set-up
+from benchmarks.issue import Connection, Result, closed_loop, open_loop  # noqa: E402 - after the path set-up
 
 TRUST_DOMAIN = "bench.example"
 HOPS = 8
@@ -290,39 +290,6 @@ def requests_of(variant: str, token: str, port: int, client: Any) -> Iterator[by
         yield request_bytes(variant, token, f"{WIT_HEADER}: {client.value}\r\n{WPT_HEADER}: {wpt}\r\n")
 
 
-async def paced(port: int, requests: Iterator[bytes], *, rate: float, connections: int, seconds: float) -> Result:
-    """Requests scheduled at a fixed ``rate`` (open loop: latency counts from each one's scheduled start, queueing
-    included), as ``benchmarks.issue.open_loop``, each the next of ``requests`` (made in the timed span)."""
-    pool: asyncio.Queue[Connection] = asyncio.Queue()
-    for _ in range(connections):
-        pool.put_nowait(await Connection.open(port))
-    latencies: list[float] = []
-    start = time.perf_counter()
-
-    async def one(scheduled: float) -> None:
-        connection = await pool.get()
-        try:
-            status, body = await connection.roundtrip(next(requests))
-        finally:
-            pool.put_nowait(connection)
-        if status != 200:
-            raise RuntimeError(f"chain answered {status} {body[:60]!r}")
-        latencies.append((time.perf_counter() - scheduled) * 1000)
-
-    tasks = []
-    for i in range(int(rate * seconds)):
-        scheduled = start + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(scheduled)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    while not pool.empty():
-        pool.get_nowait().close()
-    return Result(len(latencies), elapsed, latencies)
-
-
 async def check(port: int, request: bytes) -> None:
     connection = await Connection.open(port)
     try:
@@ -346,10 +313,11 @@ def measure(
         for hops, variant, port in chains:
             requests = requests_of(variant, token, port, client)
             seconds = 0.3 if warmup else args.seconds
-            timed = await paced(port, requests, rate=args.rate, connections=args.connections, seconds=seconds)
+            timed = await open_loop(port, requests, rate=args.rate, connections=args.connections, seconds=seconds)
             closed = await closed_loop(port, requests, concurrency=args.connections, count=10**9, seconds=seconds / 2)
             if not warmup:
-                latency[hops, variant].latencies_ms.extend(timed.latencies_ms)
+                # Counted from each request's schedule: queueing and the load generator's own WPT included.
+                latency[hops, variant].latencies_ms.extend(timed.from_schedule_ms)
                 latency[hops, variant].requests += timed.requests
                 peak[hops, variant].append(closed.rate)
 

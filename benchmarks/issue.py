@@ -314,8 +314,11 @@ async def closed_loop(
     return Result(len(latencies), elapsed, latencies, generator_cpu=cpu / elapsed)
 
 
-async def open_loop(port: int, request: bytes, *, rate: float, connections: int, seconds: float) -> Result:
-    """Requests scheduled at a fixed ``rate``, each sent on a free connection (waiting for one if all are busy).
+async def open_loop(
+    port: int, request: bytes | Iterator[bytes], *, rate: float, connections: int, seconds: float
+) -> Result:
+    """Requests scheduled at a fixed ``rate``, each sent on a free connection (waiting for one if all are busy): the
+    same ``request`` each time, or the next of an iterator, made when the request starts.
 
     Latency counts from the moment the load generator starts a request, waiting for a connection included. The
     generator's own lag (how late it starts a request: asyncio's timers wake up to 1 ms late, and other processes
@@ -323,6 +326,7 @@ async def open_loop(port: int, request: bytes, *, rate: float, connections: int,
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(connections):
         pool.put_nowait(await Connection.open(port))
+    requests = itertools.repeat(request) if isinstance(request, bytes) else request
     latencies: list[float] = []
     lags: list[float] = []
     count = int(rate * seconds)
@@ -336,7 +340,7 @@ async def open_loop(port: int, request: bytes, *, rate: float, connections: int,
         lags.append((started - scheduled) * 1000)
         connection = await pool.get()
         try:
-            status, _ = await connection.roundtrip(request)
+            status, _ = await connection.roundtrip(next(requests))
         finally:
             pool.put_nowait(connection)
         if status != 200:
